@@ -1,0 +1,111 @@
+"""The PostgreSQL backend for the sync API: a psycopg 3 connection pool."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import psycopg_pool
+
+from pygov._core import Row, Settings, Statement
+from pygov.context import current_context
+from pygov.errors import ConcurrencyError, GovernanceError, translate
+
+APPLY_CONTEXT_SQL = "SELECT governance.apply_context($1::text::jsonb)"
+
+
+def _is_connection_error(err: GovernanceError) -> bool:
+    state = str(err.context.get("sqlstate", ""))
+    return isinstance(err, ConcurrencyError) and state[:2] in {"08", "57"}
+
+
+class PgBackend:
+    """Runs statements on pooled autocommit connections, or on the caller's connection."""
+
+    kind = "postgresql"
+
+    def __init__(self, dsn: str, settings: Settings) -> None:
+        self.dsn = dsn
+        self._prepare_threshold: int | None = 5 if settings.prepared_statements else None
+        try:
+            self._pool = psycopg_pool.ConnectionPool(
+                dsn,
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                kwargs={"autocommit": True, "prepare_threshold": self._prepare_threshold},
+                open=False,
+                name="pygov",
+            )
+            self._pool.open(wait=True, timeout=30)
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def _execute(self, conn: psycopg.Connection[Any], sql: str, args: tuple[Any, ...]) -> list[Row]:
+        with psycopg.RawCursor(conn) as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall()) if cur.description is not None else []
+
+    def _failed(self, exc: Exception) -> GovernanceError:
+        err = translate(exc)
+        if _is_connection_error(err):
+            # The server went away: drop every idle connection that is broken too, so the
+            # pool hands out working ones as soon as the server is back.
+            try:
+                self._pool.check()
+            except Exception:  # noqa: S110 - best effort; the original error is what matters
+                pass
+        return err
+
+    def fetch(self, statement: Statement, args: tuple[Any, ...], conn: Any = None) -> list[Row]:
+        try:
+            if conn is not None:
+                return self._execute(conn, statement.sql, args)
+            with self._pool.connection() as pooled:
+                return self._execute(pooled, statement.sql, args)
+        except GovernanceError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def execute_script(self, sql: str) -> None:
+        """Run SQL without parameters (several statements allowed), in its own transaction."""
+        try:
+            with self._pool.connection() as pooled, pooled.transaction():
+                pooled.execute(sql.encode())
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    @contextmanager
+    def transaction(self, conn: Any = None) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction with the governance context applied; errors come out translated."""
+        try:
+            if conn is not None:
+                with conn.transaction():
+                    self._execute(conn, APPLY_CONTEXT_SQL, (current_context().to_json(),))
+                    yield conn
+                return
+            with self._pool.connection() as pooled, pooled.transaction():
+                self._execute(pooled, APPLY_CONTEXT_SQL, (current_context().to_json(),))
+                yield pooled
+        except GovernanceError:
+            raise
+        except psycopg.Error as exc:
+            raise self._failed(exc) from exc
+        except psycopg_pool.PoolTimeout as exc:
+            raise self._failed(exc) from exc
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in autocommit mode (for multi-step wrapper operations)."""
+        try:
+            with self._pool.connection() as pooled:
+                yield pooled
+        except GovernanceError:
+            raise
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise self._failed(exc) from exc

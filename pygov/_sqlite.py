@@ -1,0 +1,220 @@
+"""The SQLite fallback backend: the same API on a single file (or in memory).
+
+Each operation runs its Python implementation inside ``BEGIN IMMEDIATE`` (one writer at a time,
+which is what makes the check-then-write logic atomic). The governance context reaches SQLite
+triggers through functions registered on every connection (``governance_ctx('user')`` ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pygov._core import Row, Settings, Statement, backoff_delays
+from pygov.context import EMPTY_CONTEXT, GovernanceContext, current_context
+from pygov.errors import ConcurrencyError, ConfigurationError, GovernanceError, translate
+
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def now_text() -> str:
+    """Timestamps are stored as ISO 8601 text in UTC, which sorts like the instants it names."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class SqliteConnection(sqlite3.Connection):
+    """A connection that carries the governance context its triggers read."""
+
+    gov_ctx: GovernanceContext = EMPTY_CONTEXT
+    in_governance_txn: bool = False
+
+
+def _ctx_value(conn: SqliteConnection, name: str) -> str | None:
+    if name == "superuser":
+        return "true" if conn.gov_ctx.superuser else None
+    value = getattr(conn.gov_ctx, name, None)
+    return None if value in (None, "") else str(value)
+
+
+def _sha256(text: str | bytes | None) -> str | None:
+    if text is None:
+        return None
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
+
+
+def open_connection(path: str) -> SqliteConnection:
+    """A configured connection: autocommit (we issue BEGIN ourselves), WAL, busy timeout."""
+    conn = sqlite3.connect(
+        path,
+        timeout=BUSY_TIMEOUT_SECONDS,
+        isolation_level=None,
+        check_same_thread=False,
+        factory=SqliteConnection,
+    )
+    assert isinstance(conn, SqliteConnection)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    if path != ":memory:":
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.create_function("governance_ctx", 1, lambda name: _ctx_value(conn, name))
+    conn.create_function("governance_now", 0, now_text)
+    conn.create_function("sha256", 1, _sha256, deterministic=True)
+    return conn
+
+
+class SqliteBackend:
+    """Runs each operation's SQLite implementation in its own ``BEGIN IMMEDIATE`` transaction."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str, settings: Settings) -> None:
+        self.path = path
+        self._settings = settings
+        self._memory = path == ":memory:"
+        self._local = threading.local()
+        self._shared: SqliteConnection | None = None
+        # An in-memory database exists only inside its one connection: share it, one at a time.
+        self._shared_lock = threading.RLock()
+        self._all: list[SqliteConnection] = []
+        self._all_lock = threading.Lock()
+        if not self._memory:
+            parent = Path(path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise ConfigurationError(
+                    "the SQLite database's directory does not exist", {"path": path}
+                )
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._shared = None
+        self._local = threading.local()
+
+    def _connection(self) -> SqliteConnection:
+        if self._memory:
+            if self._shared is None:
+                self._shared = open_connection(":memory:")
+                self._all.append(self._shared)
+            return self._shared
+        conn: SqliteConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = open_connection(self.path)
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _serialised(self) -> Iterator[None]:
+        if self._memory:
+            with self._shared_lock:
+                yield
+        else:
+            yield
+
+    def _begin(self, conn: SqliteConnection) -> None:
+        # busy_timeout already waits inside SQLite; this retry covers the cases where SQLite
+        # gives up at once (e.g. a deadlock-avoidance SQLITE_BUSY) so "database is locked"
+        # never reaches the caller before the lock timeout.
+        waited = time.monotonic()
+        for delay in backoff_delays(max(self._settings.lock_timeout, BUSY_TIMEOUT_SECONDS)):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                time.sleep(delay)
+        raise ConcurrencyError(
+            "the SQLite database stayed locked by another writer",
+            {"path": self.path, "waited_seconds": round(time.monotonic() - waited, 3)},
+        )
+
+    def fetch(self, statement: Statement, args: tuple[Any, ...], conn: Any = None) -> list[Row]:
+        if statement.sqlite is None:
+            raise ConfigurationError(
+                "this operation is not available on SQLite", {"operation": statement.name}
+            )
+        impl = statement.sqlite
+        try:
+            if conn is not None:
+                # The caller's transaction: a savepoint keeps a failed operation all-or-nothing.
+                conn.gov_ctx = current_context()
+                conn.execute("SAVEPOINT pygov_op")
+                try:
+                    rows = impl(conn, args)
+                except BaseException:
+                    conn.execute("ROLLBACK TO pygov_op")
+                    conn.execute("RELEASE pygov_op")
+                    raise
+                conn.execute("RELEASE pygov_op")
+                return rows
+            with self._serialised():
+                own = self._connection()
+                own.gov_ctx = current_context()
+                self._begin(own)
+                try:
+                    rows = impl(own, args)
+                except BaseException:
+                    own.execute("ROLLBACK")
+                    raise
+                own.execute("COMMIT")
+                return rows
+        except GovernanceError:
+            raise
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    def execute_script(self, sql: str) -> None:
+        with self._serialised():
+            try:
+                self._connection().executescript(sql)
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+
+    @contextmanager
+    def transaction(self, conn: Any = None) -> Iterator[SqliteConnection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` with the governance context applied."""
+        with self._serialised():
+            own: SqliteConnection = conn if conn is not None else self._connection()
+            previous = own.gov_ctx
+            own.gov_ctx = current_context()
+            nested = own.in_transaction
+            try:
+                if nested:
+                    own.execute("SAVEPOINT pygov_txn")
+                else:
+                    self._begin(own)
+                try:
+                    yield own
+                except BaseException:
+                    own.execute("ROLLBACK TO pygov_txn" if nested else "ROLLBACK")
+                    if nested:
+                        own.execute("RELEASE pygov_txn")
+                    raise
+                own.execute("RELEASE pygov_txn" if nested else "COMMIT")
+            except GovernanceError:
+                raise
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+            finally:
+                own.gov_ctx = previous
+
+    @contextmanager
+    def connection(self) -> Iterator[SqliteConnection]:
+        with self._serialised():
+            yield self._connection()

@@ -1,0 +1,137 @@
+-- Core helpers shared by every governance function: context, caller identity, errors.
+-- Re-applied on every migrate (CREATE OR REPLACE).
+
+-- governance.apply_context(p_context): install the wrapper's governance context as
+-- transaction-local settings, so that triggers fired later in the same transaction see it.
+-- NULL leaves the settings alone (a DBA's psql session, or a caller who set them already).
+CREATE OR REPLACE FUNCTION governance.apply_context(p_context jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_context IS NULL OR jsonb_typeof(p_context) <> 'object' THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('governance.user', coalesce(p_context->>'user', ''), true),
+            set_config('governance.service', coalesce(p_context->>'service', ''), true),
+            set_config('governance.ip', coalesce(p_context->>'ip', ''), true),
+            set_config('governance.user_agent', coalesce(p_context->>'user_agent', ''), true),
+            set_config('governance.request_id', coalesce(p_context->>'request_id', ''), true);
+END
+$$;
+
+-- governance.ctx(name): one value of the transaction's governance context, NULL when unset.
+CREATE OR REPLACE FUNCTION governance.ctx(p_name text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT nullif(current_setting('governance.' || p_name, true), '') $$;
+
+-- governance.ctx_ip(): the context's IP as inet, NULL when unset or not an address (a DBA may
+-- set_config anything; an audit row must never be refused for it).
+CREATE OR REPLACE FUNCTION governance.ctx_ip()
+RETURNS inet
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v text := nullif(current_setting('governance.ip', true), '');
+BEGIN
+    IF v IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN v::inet;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$;
+
+-- governance.caller_role(): the role that called us, even inside a SECURITY DEFINER function
+-- (where current_user is the owner). SET ROLE needs membership, so it cannot be faked.
+CREATE OR REPLACE FUNCTION governance.caller_role()
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(nullif(current_setting('role'), 'none'), session_user::text) $$;
+
+-- governance.caller_is_admin(): is the caller a member of governance_admin (or a superuser)?
+CREATE OR REPLACE FUNCTION governance.caller_is_admin()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_has_role(governance.caller_role(), 'governance_admin', 'MEMBER') $$;
+
+-- governance.raise_error(sqlstate, message, detail): raise a GV error with a JSON DETAIL.
+CREATE OR REPLACE FUNCTION governance.raise_error(p_sqlstate text, p_message text,
+                                                  p_detail jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = p_sqlstate, MESSAGE = p_message,
+                          DETAIL = coalesce(p_detail, '{}'::jsonb)::text;
+END
+$$;
+
+-- governance.require_admin(action): GV001 unless the caller belongs to governance_admin.
+CREATE OR REPLACE FUNCTION governance.require_admin(p_action text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT governance.caller_is_admin() THEN
+        PERFORM governance.raise_error('GV001', p_action || ' requires the governance_admin role',
+            jsonb_build_object('role', governance.caller_role(), 'action', p_action));
+    END IF;
+END
+$$;
+
+-- governance.key_part(text): escape one part of a composite key so that different parts never
+-- give the same key (':' separates parts; '%' is the escape character).
+CREATE OR REPLACE FUNCTION governance.key_part(p text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT replace(replace(coalesce(p, ''), '%', '%25'), ':', '%3A') $$;
+
+-- governance.journal_entry_key(app, model, object_id, action): the key of a journal entry.
+CREATE OR REPLACE FUNCTION governance.journal_entry_key(p_app text, p_model text,
+                                                        p_object_id text, p_action text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'JE:' || governance.key_part(p_app) || ':' || governance.key_part(p_model) || ':'
+        || governance.key_part(p_object_id) || ':' || governance.key_part(p_action)
+$$;
+
+-- governance.stock_movement_key(product, warehouse, movement_type, reference).
+CREATE OR REPLACE FUNCTION governance.stock_movement_key(p_product_id text, p_warehouse_id text,
+                                                         p_movement_type text, p_reference text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'SM:' || governance.key_part(p_product_id) || ':' || governance.key_part(p_warehouse_id)
+        || ':' || governance.key_part(p_movement_type) || ':' || governance.key_part(p_reference)
+$$;
+
+GRANT EXECUTE ON FUNCTION
+    governance.apply_context(jsonb), governance.ctx(text), governance.ctx_ip(),
+    governance.caller_role(), governance.caller_is_admin(),
+    governance.key_part(text), governance.journal_entry_key(text, text, text, text),
+    governance.stock_movement_key(text, text, text, text)
+TO governance_app, governance_auditor, governance_admin;
