@@ -6,7 +6,6 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-
 from urllib.parse import quote, urlencode, urlsplit
 
 import asyncpg

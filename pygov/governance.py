@@ -152,7 +152,9 @@ def connect(dsn: str, **options: Any) -> Governance:
     kind, target = parse_dsn(dsn)
     settings = make_settings(dict(options))
     if settings.default_ttl.total_seconds() <= 0:
-        raise ValidationError("default_ttl must be positive", {"default_ttl": str(settings.default_ttl)})
+        raise ValidationError(
+            "default_ttl must be positive", {"default_ttl": str(settings.default_ttl)}
+        )
     if kind == "postgresql":
         return Governance(PgBackend(target, settings), settings)
     return Governance(SqliteBackend(target, settings), settings)

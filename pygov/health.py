@@ -31,9 +31,7 @@ class HealthReport:
 
 def _report(backend: str) -> Any:
     def mapping(rows: list[Row]) -> HealthReport:
-        return HealthReport(
-            backend, [Problem(r[0], r[1], r[2], dict(r[3] or {})) for r in rows]
-        )
+        return HealthReport(backend, [Problem(r[0], r[1], r[2], dict(r[3] or {})) for r in rows])
 
     return mapping
 

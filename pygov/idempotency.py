@@ -285,15 +285,22 @@ class IdempotencyPlans:
     @staticmethod
     def _token(claim: Any) -> str:
         if not isinstance(claim, Claim):
-            raise ValidationError("expected the Claim returned by claim()", {"got": type(claim).__name__})
+            raise ValidationError(
+                "expected the Claim returned by claim()", {"got": type(claim).__name__}
+            )
         if not claim.claimed or claim.token is None:
             raise IdempotencyError(
                 "this claim does not hold the key (the operation had already completed)",
-                {"operation_type": claim.record.operation_type, "key": claim.record.idempotency_key},
+                {
+                    "operation_type": claim.record.operation_type,
+                    "key": claim.record.idempotency_key,
+                },
             )
         return claim.token
 
-    def get(self, operation_type: str, key: str, *, conn: Any = None) -> Call[IdempotencyRecord | None]:
+    def get(
+        self, operation_type: str, key: str, *, conn: Any = None
+    ) -> Call[IdempotencyRecord | None]:
         """The stored record for the key, or None."""
         op, k = _op_and_key(operation_type, key)
         return Call(GET, (op, k), _optional_record, conn, "idempotency.get")
@@ -310,7 +317,9 @@ class IdempotencyPlans:
         return Call(STATS, (), _stats_result, conn, "idempotency.stats")
 
 
-def _resolve_key(key: str | Callable[..., str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+def _resolve_key(
+    key: str | Callable[..., str], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str:
     value = key(*args, **kwargs) if callable(key) else key
     return str(value) if not isinstance(value, str) else value
 

@@ -13,7 +13,7 @@ import contextvars
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +91,10 @@ def admin_execute(server: PgServer, statement: sql.Composable | str) -> None:
 @pytest.fixture(scope="session")
 def template_db(pg_server: PgServer) -> Iterator[str]:
     """A database migrated once; every test database is cloned from it."""
-    admin_execute(pg_server, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DB)))
+    admin_execute(
+        pg_server,
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DB)),
+    )
     admin_execute(pg_server, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
     gov = pygov.connect(pg_server.dsn(TEMPLATE_DB), pool_min_size=0)
     try:
@@ -99,7 +102,10 @@ def template_db(pg_server: PgServer) -> Iterator[str]:
     finally:
         gov.close()
     yield TEMPLATE_DB
-    admin_execute(pg_server, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DB)))
+    admin_execute(
+        pg_server,
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DB)),
+    )
 
 
 @pytest.fixture
@@ -108,12 +114,17 @@ def pg_dsn(pg_server: PgServer, template_db: str) -> Iterator[str]:
     name = f"pygov_test_{uuid.uuid4().hex[:12]}"
     admin_execute(
         pg_server,
-        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)),
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template_db)
+        ),
     )
     try:
         yield pg_server.dsn(name)
     finally:
-        admin_execute(pg_server, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin_execute(
+            pg_server,
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+        )
 
 
 @pytest.fixture
@@ -124,7 +135,10 @@ def empty_pg_dsn(pg_server: PgServer) -> Iterator[str]:
     try:
         yield pg_server.dsn(name)
     finally:
-        admin_execute(pg_server, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin_execute(
+            pg_server,
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+        )
 
 
 @pytest.fixture
@@ -264,7 +278,9 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def contract(backend_name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Backend]]:
+def contract(
+    backend_name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Any, Backend]]:
     """(gov, backend) for a contract test: the same test body runs on every backend."""
     if backend_name == "sqlite":
         path = str(tmp_path / "contract.db")

@@ -273,8 +273,12 @@ def test_sql_key_functions_match_python(pg_gov: pygov.Governance, pg_dsn: str) -
     cases = [("students", "Fee", "1", "create"), ("a:b", "%c", "1:2", ":"), ("", "é", "🙂", "%3A")]
     with psycopg.connect(pg_dsn) as conn:
         for case in cases:
-            (je,) = conn.execute("SELECT governance.journal_entry_key(%s, %s, %s, %s)", case).fetchone()  # type: ignore[misc]
-            (sm,) = conn.execute("SELECT governance.stock_movement_key(%s, %s, %s, %s)", case).fetchone()  # type: ignore[misc]
+            (je,) = conn.execute(
+                "SELECT governance.journal_entry_key(%s, %s, %s, %s)", case
+            ).fetchone()  # type: ignore[misc]
+            (sm,) = conn.execute(
+                "SELECT governance.stock_movement_key(%s, %s, %s, %s)", case
+            ).fetchone()  # type: ignore[misc]
             assert je == keys.journal_entry(*case)
             assert sm == keys.stock_movement(*case)
 

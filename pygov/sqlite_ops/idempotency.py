@@ -65,7 +65,9 @@ def _row(outcome: str, rec: Any, show_token: bool) -> Row:
 
 def _check(op: str | None, key: str | None, ttl: float | None) -> None:
     if op is None or not op.strip() or len(op) > 100:
-        raise ValidationError("operation_type must be 1 to 100 characters", {"field": "operation_type"})
+        raise ValidationError(
+            "operation_type must be 1 to 100 characters", {"field": "operation_type"}
+        )
     if key is None or not key.strip() or len(key) > 255:
         raise ValidationError("idempotency key must be 1 to 255 characters", {"field": "key"})
     if ttl is not None and ttl <= 0:

@@ -1,0 +1,90 @@
+"""``pygov demo``: a small school-finance and inventory system with governance switched on.
+
+Each capability contributes one step module (``pygov/demo/step_*.py``) with a ``run(demo)``
+function; :data:`STEPS` lists them in the order the report shows them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pygov
+from pygov.demo import schema
+
+
+@dataclass
+class Demo:
+    """What a demo step gets: the governance object, and helpers to write SQL and report."""
+
+    gov: pygov.Governance
+    out: Callable[[str], None] = print
+    timings: list[tuple[str, float]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.gov.backend == "postgresql"
+
+    def table(self, name: str) -> str:
+        """A demo table's name: ``demo.x`` in PostgreSQL, ``demo_x`` in SQLite."""
+        return f"demo.{name}" if self.is_postgres else f"demo_{name}"
+
+    def gtable(self, name: str) -> str:
+        """A governance table's name on this backend."""
+        return f"governance.{name}" if self.is_postgres else f"governance_{name}"
+
+    def sql(self, statement: str, params: tuple[Any, ...] = (), conn: Any = None) -> list[Any]:
+        """Run SQL written with ``?`` placeholders, in its own transaction unless ``conn``."""
+        text = statement.replace("?", "%s") if self.is_postgres else statement
+        if conn is not None:
+            cur = conn.execute(text, params)
+            return list(cur.fetchall()) if cur.description else []
+        with self.gov.transaction() as tx:
+            cur = tx.execute(text, params)
+            return list(cur.fetchall()) if cur.description else []
+
+    def say(self, text: str) -> None:
+        self.out(f"  {text}")
+
+    def check(self, condition: bool, text: str) -> None:
+        """Report a claim the demo makes, and whether it held."""
+        self.out(f"  {'✔' if condition else '✘'} {text}")
+        if not condition:
+            self.failures.append(text)
+
+    @contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        self.out(f"\n▶ {title}")
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.timings.append((title, elapsed))
+            self.out(f"  ({elapsed * 1000:.0f} ms)")
+
+
+def steps() -> list[Callable[[Demo], None]]:
+    """The demo's steps, in order (each capability adds its module here)."""
+    from pygov.demo import step_idempotency
+
+    return [step_idempotency.run]
+
+
+def run(gov: pygov.Governance, out: Callable[[str], None] = print) -> Demo:
+    """Migrate, build the demo schema, run every step, print a summary. Returns the Demo."""
+    demo = Demo(gov, out)
+    started = time.perf_counter()
+    with demo.step("Migrate the governance schema and build the demo tables"):
+        report = gov.migrate()
+        demo.say(f"migrations applied: {', '.join(report.applied) or 'none pending'}")
+        schema.create(demo)
+    for step in steps():
+        step(demo)
+    total = time.perf_counter() - started
+    out(f"\nDone in {total:.1f} s on {gov.backend}; {len(demo.failures)} claim(s) failed.")
+    return demo
