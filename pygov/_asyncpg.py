@@ -16,6 +16,15 @@ from pygov._pg import APPLY_CONTEXT_SQL
 from pygov.context import current_context
 from pygov.errors import GovernanceError, translate
 
+#: What asyncpg raises when the server or the connection fails (InternalClientError: its
+#: protocol state broke, e.g. the connection died in the middle of an operation).
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
 
 async def _init_connection(conn: Any) -> None:
     # psycopg decodes json/jsonb to Python objects; make asyncpg do the same so that the
@@ -96,7 +105,14 @@ class AsyncpgBackend:
                 yield pooled
         except GovernanceError:
             raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
+            # When the connection died inside the block, leaving the transaction fails too
+            # ("connection is closed"); report the first failure, which says what happened.
+            first = exc.__context__
+            if isinstance(first, GovernanceError):
+                raise first from None
+            if isinstance(first, DRIVER_ERRORS):
+                raise translate(first) from first
             raise translate(exc) from exc
 
     @asynccontextmanager
@@ -106,5 +122,5 @@ class AsyncpgBackend:
                 yield pooled
         except GovernanceError:
             raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc

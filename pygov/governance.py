@@ -81,8 +81,13 @@ class Governance:
         return self._backend.kind
 
     def _run(self, call: Call[T]) -> T:
-        with self.monitor.track(call.op_name or call.statement.name):
-            rows = self._backend.fetch(call.statement, call.args, call.conn)
+        name = call.op_name or call.statement.name
+        with self.monitor.track(name):
+            try:
+                rows = self._backend.fetch(call.statement, call.args, call.conn)
+            except GovernanceError as exc:
+                exc.context.setdefault("call", name)  # which operation failed
+                raise
         try:
             return call.result(rows)
         except GovernanceError:

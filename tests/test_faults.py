@@ -1,0 +1,481 @@
+"""Faults against the real server: killed backends, a stopped and restarted server, timeouts.
+
+Whatever fails, the caller sees a pygov error (never a driver error), nothing is half-applied,
+claims recover once their lease expires, and the pools hand out working connections again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+import pygov
+import pygov.aio
+from pygov._embedded import EmbeddedPostgres
+from pygov.errors import (
+    ConcurrencyError,
+    GovernanceError,
+    IdempotencyError,
+    IdempotencyInProgressError,
+)
+from tests.helpers import run_threads
+from tests.reliability import client_backends, database_of, rows, terminate
+
+LEDGER = "CREATE TABLE public.ledger (key text PRIMARY KEY, amount int NOT NULL)"
+
+
+@pytest.fixture
+def ledger_dsn(pg_dsn: str) -> str:
+    """A test database with a business table the idempotent work writes to."""
+    rows(pg_dsn, LEDGER)
+    return pg_dsn
+
+
+def ledger(dsn: str) -> list[tuple[Any, ...]]:
+    return rows(dsn, "SELECT key, amount FROM public.ledger ORDER BY key")
+
+
+def records(dsn: str, op: str) -> list[tuple[Any, ...]]:
+    return rows(
+        dsn,
+        "SELECT idempotency_key, status, result_data FROM governance.idempotency_record "
+        "WHERE operation_type = %s ORDER BY idempotency_key",
+        (op,),
+    )
+
+
+def assert_connection_lost(err: BaseException) -> None:
+    """A lost connection is a ConcurrencyError that says what happened."""
+    assert isinstance(err, ConcurrencyError), repr(err)
+    state = str(err.context.get("sqlstate", ""))
+    assert state[:2] in {"57", "08"}, err.context
+    assert err.context.get("driver_error"), err.context
+
+
+# --- a backend killed in the middle of an idempotent operation's work ----------------------
+
+
+def test_killed_mid_work_leaves_nothing_half_applied_and_claim_recovers_after_lease(
+    ledger_dsn: str, pg_server: Any
+) -> None:
+    gov = pygov.connect(ledger_dsn, pool_max_size=8)
+    try:
+        claim = gov.idempotency.claim("pay", "k1", lease=0.5)
+        with pytest.raises(GovernanceError) as info, gov.transaction() as tx:
+            tx.execute("INSERT INTO public.ledger VALUES ('k1', 100)")
+            terminate(pg_server.admin_dsn, tx.info.backend_pid)
+            gov.idempotency.complete(claim, {"paid": 100}, conn=tx)
+        assert_connection_lost(info.value)
+        # The work rolled back with its transaction; the claim (committed before) is still held.
+        assert ledger(ledger_dsn) == []
+        assert records(ledger_dsn, "pay") == [("k1", "IN_PROGRESS", None)]
+        with pytest.raises(IdempotencyInProgressError):
+            gov.idempotency.claim("pay", "k1")
+        time.sleep(0.6)  # let the dead worker's lease run out
+        retry = gov.idempotency.claim("pay", "k1", lease=30)
+        assert retry.claimed and retry.token != claim.token
+        with gov.transaction() as tx:
+            tx.execute("INSERT INTO public.ledger VALUES ('k1', 100)")
+            gov.idempotency.complete(retry, {"paid": 100}, conn=tx)
+        # The dead worker's token is worthless now.
+        with pytest.raises(IdempotencyError):
+            gov.idempotency.complete(claim, {"paid": 999})
+        assert ledger(ledger_dsn) == [("k1", 100)]
+        assert records(ledger_dsn, "pay") == [("k1", "COMPLETED", {"paid": 100})]
+        # The pool threw the dead connection away: every connection it hands out works.
+        results = run_threads(12, lambda i: gov.idempotency.check_and_record("after", f"a{i}"))
+        assert [r for r in results if isinstance(r, BaseException)] == []
+    finally:
+        gov.close()
+
+
+def test_killed_inside_guarded_transaction_rolls_back_claim_and_work_together(
+    ledger_dsn: str, pg_server: Any
+) -> None:
+    gov = pygov.connect(ledger_dsn, pool_max_size=4)
+    try:
+        with (
+            pytest.raises(GovernanceError) as info,
+            gov.transaction() as tx,
+            gov.idempotency.guard("fee", "g1", conn=tx) as g,
+        ):
+            assert not g.is_duplicate
+            tx.execute("INSERT INTO public.ledger VALUES ('g1', 5)")
+            terminate(pg_server.admin_dsn, tx.info.backend_pid)
+            g.result = {"fee": 5}
+        assert_connection_lost(info.value)
+        # Claim, work and completion were one transaction: none of it happened, so a retry
+        # runs at once (no lease to wait for).
+        assert ledger(ledger_dsn) == [] and records(ledger_dsn, "fee") == []
+        with gov.transaction() as tx, gov.idempotency.guard("fee", "g1", conn=tx) as g:
+            assert not g.is_duplicate
+            tx.execute("INSERT INTO public.ledger VALUES ('g1', 5)")
+            g.result = {"fee": 5}
+        assert ledger(ledger_dsn) == [("g1", 5)]
+        assert records(ledger_dsn, "fee") == [("g1", "COMPLETED", {"fee": 5})]
+    finally:
+        gov.close()
+
+
+def test_killed_mid_work_async_leaves_nothing_half_applied(ledger_dsn: str, pg_server: Any) -> None:
+    async def scenario() -> None:
+        gov = await pygov.aio.connect(ledger_dsn, pool_max_size=4)
+        try:
+            claim = await gov.idempotency.claim("pay", "a1", lease=0.5)
+            with pytest.raises(GovernanceError) as info:
+                async with gov.transaction() as tx:
+                    await tx.execute("INSERT INTO public.ledger VALUES ('a1', 7)")
+                    await asyncio.to_thread(terminate, pg_server.admin_dsn, tx.get_server_pid())
+                    await gov.idempotency.complete(claim, {"paid": 7}, conn=tx)
+            assert_connection_lost(info.value)
+            assert ledger(ledger_dsn) == []
+            assert records(ledger_dsn, "pay") == [("a1", "IN_PROGRESS", None)]
+            await asyncio.sleep(0.6)  # the lease of the dead worker's claim runs out
+            retry = await gov.idempotency.claim("pay", "a1")
+            assert retry.claimed
+            async with gov.transaction() as tx:
+                await tx.execute("INSERT INTO public.ledger VALUES ('a1', 7)")
+                await gov.idempotency.complete(retry, {"paid": 7}, conn=tx)
+            assert ledger(ledger_dsn) == [("a1", 7)]
+            done = await asyncio.gather(
+                *(gov.idempotency.check_and_record("after", f"a{i}") for i in range(8))
+            )
+            assert all(not r.is_duplicate for r in done)
+        finally:
+            await gov.close()
+
+    asyncio.run(scenario())
+
+
+# --- idle pooled connections killed under the pool's feet -----------------------------------
+
+
+def test_sync_pool_recovers_after_its_idle_backends_are_killed(pg_dsn: str, pg_server: Any) -> None:
+    gov = pygov.connect(pg_dsn, pool_min_size=4, pool_max_size=4)
+    try:
+        run_threads(4, lambda i: gov.idempotency.check_and_record("warm", f"w{i}"))
+        killed = client_backends(pg_server.admin_dsn, database_of(pg_dsn))
+        assert len(killed) >= 1
+        for pid in killed:
+            terminate(pg_server.admin_dsn, pid)
+        # A connection killed while idle is only found out when used: that one call fails
+        # with a ConcurrencyError, and the pool then drops every broken idle connection.
+        outcomes: list[Any] = []
+        for i in range(len(killed) + 1):
+            try:
+                outcomes.append(gov.idempotency.check_and_record("after", f"s{i}"))
+                break
+            except GovernanceError as exc:
+                assert_connection_lost(exc)
+                outcomes.append(exc)
+        assert not isinstance(outcomes[-1], BaseException)
+        assert sum(isinstance(o, BaseException) for o in outcomes) <= 1
+        results = run_threads(8, lambda i: gov.idempotency.check_and_record("after", f"t{i}"))
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        alive = set(client_backends(pg_server.admin_dsn, database_of(pg_dsn)))
+        assert alive and not alive & set(killed)
+    finally:
+        gov.close()
+
+
+def test_async_pool_recovers_after_its_idle_backends_are_killed(
+    pg_dsn: str, pg_server: Any
+) -> None:
+    async def scenario() -> None:
+        gov = await pygov.aio.connect(pg_dsn, pool_min_size=4, pool_max_size=4)
+        try:
+            await asyncio.gather(
+                *(gov.idempotency.check_and_record("warm", f"w{i}") for i in range(4))
+            )
+            killed = client_backends(pg_server.admin_dsn, database_of(pg_dsn))
+            for pid in killed:
+                await asyncio.to_thread(terminate, pg_server.admin_dsn, pid)
+            # The event loop saw the sockets close: no caller gets a dead connection.
+            done = await asyncio.gather(
+                *(gov.idempotency.check_and_record("after", f"t{i}") for i in range(8))
+            )
+            assert all(not r.is_duplicate for r in done)
+            alive = set(client_backends(pg_server.admin_dsn, database_of(pg_dsn)))
+            assert alive and not alive & set(killed)
+        finally:
+            await gov.close()
+
+    asyncio.run(scenario())
+
+
+# --- statement_timeout and lock_timeout inside governance functions --------------------------
+
+
+@pytest.fixture
+def held_key(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An open transaction that has inserted ('held', 'k') and not committed: anyone else
+    recording that key waits on its row lock."""
+    conn = psycopg.connect(pg_dsn)
+    conn.execute(
+        "SELECT * FROM governance.check_and_record('held', 'k', '{\"by\": \"holder\"}'::jsonb)"
+    )
+    try:
+        yield conn
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def _set_database(dsn: str, setting: str, value: str) -> None:
+    rows(dsn, f"ALTER DATABASE {database_of(dsn)} SET {setting} = '{value}'")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("setting", "sqlstate", "reason"),
+    [
+        ("lock_timeout", "55P03", "lock_timeout"),
+        ("statement_timeout", "57014", "statement_timeout"),
+    ],
+)
+def test_timeouts_inside_governance_functions_are_concurrency_errors_with_context(
+    pg_dsn: str,
+    held_key: psycopg.Connection[Any],
+    mode: str,
+    setting: str,
+    sqlstate: str,
+    reason: str,
+) -> None:
+    _set_database(pg_dsn, setting, "200ms")  # new connections of this database get it
+
+    def check(err: BaseException) -> None:
+        assert isinstance(err, ConcurrencyError), repr(err)
+        ctx = err.context
+        assert ctx["sqlstate"] == sqlstate and ctx["reason"] == reason, ctx
+        assert ctx["call"] == "idempotency.check_and_record", ctx
+        # Where it waited: inside the governance function, not in the wrapper.
+        assert "governance._idempotency_acquire" in ctx["where"], ctx
+        assert "governance.check_and_record" in ctx["where"], ctx
+
+    if mode == "sync":
+        gov = pygov.connect(pg_dsn, pool_max_size=2)
+        try:
+            with pytest.raises(GovernanceError) as info:
+                gov.idempotency.check_and_record("held", "k", {"by": "waiter"})
+            check(info.value)
+            # The pool's connection survived the cancelled statement.
+            assert gov.idempotency.check_and_record("other", "k").is_duplicate is False
+        finally:
+            gov.close()
+    else:
+
+        async def scenario() -> BaseException:
+            gov = await pygov.aio.connect(pg_dsn, pool_max_size=2)
+            try:
+                with pytest.raises(GovernanceError) as info:
+                    await gov.idempotency.check_and_record("held", "k", {"by": "waiter"})
+                assert (await gov.idempotency.check_and_record("other", "k")).is_duplicate is False
+                return info.value
+            finally:
+                await gov.close()
+
+        check(asyncio.run(scenario()))
+    # The waiter changed nothing: once the holder commits, its record is the one stored.
+    held_key.commit()
+    assert records(pg_dsn, "held") == [("k", "COMPLETED", {"by": "holder"})]
+
+
+def test_timeout_inside_callers_transaction_rolls_it_back(
+    pg_dsn: str, held_key: psycopg.Connection[Any]
+) -> None:
+    rows(pg_dsn, LEDGER)
+    _set_database(pg_dsn, "lock_timeout", "200ms")
+    gov = pygov.connect(pg_dsn, pool_max_size=2)
+    try:
+        with pytest.raises(ConcurrencyError) as info, gov.transaction() as tx:
+            tx.execute("INSERT INTO public.ledger VALUES ('x', 1)")
+            gov.idempotency.check_and_record("held", "k", conn=tx)
+        assert info.value.context["reason"] == "lock_timeout"
+        assert ledger(pg_dsn) == []
+    finally:
+        gov.close()
+
+
+# --- the server stopped and restarted under 8 workers -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[EmbeddedPostgres]:
+    """A server of our own: the restart test must not disturb the session's server.
+
+    ``synchronous_commit`` stays on: with it off, a crash (immediate stop) loses transactions
+    that were already acknowledged, which is exactly what the restart test must rule out.
+    ``fsync`` off is safe here: the operating system keeps the written WAL across a crash of
+    the server process."""
+    server = EmbeddedPostgres({"fsync": "off"})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_embedded_server_stop_and_start_are_idempotent(own_server: EmbeddedPostgres) -> None:
+    dsn = own_server.dsn()
+    started = rows(dsn, "SELECT pg_postmaster_start_time()")[0][0]
+    own_server.stop_server()
+    own_server.stop_server()  # already down: nothing to do
+    assert not own_server.is_running()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(dsn, connect_timeout=2)
+    own_server.start_server()
+    own_server.start_server()  # already up: nothing to do
+    own_server.stop_server(mode="immediate")  # as after a crash: recovery on next start
+    own_server.restart()  # a stopped server is simply started
+    own_server.restart()
+    assert own_server.is_running()
+    assert rows(own_server.dsn(), "SELECT pg_postmaster_start_time()")[0][0] > started
+
+
+class Workload:
+    """8 workers applying idempotent operations (claim + business write + completion in one
+    transaction), in pairs that share their keys, until told to finish. Every key a worker
+    starts is retried until it is applied; errors are collected by class."""
+
+    def __init__(self, dsn: str, workers: int = 8) -> None:
+        self.dsn = dsn
+        self.workers = workers
+        self.finish = threading.Event()
+        self.lock = threading.Condition()
+        self.applied = 0
+        self.errors: Counter[str] = Counter()
+        self.unexpected: list[str] = []
+        self.attempted: set[str] = set()
+
+    def key(self, worker: int, n: int) -> str:
+        return f"pair{worker // 2}-{n}"
+
+    def record_error(self, exc: BaseException) -> None:
+        with self.lock:
+            if isinstance(exc, GovernanceError):
+                self.errors[type(exc).__name__] += 1
+            else:
+                self.unexpected.append("".join(traceback.format_exception(exc)))
+
+    def done_one(self, key: str) -> None:
+        with self.lock:
+            self.attempted.add(key)
+            self.applied += 1
+            self.lock.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 60) -> None:
+        with self.lock:
+            assert self.lock.wait_for(lambda: self.applied >= count, timeout), (
+                f"workers stalled at {self.applied} applied, errors {self.errors}, "
+                f"unexpected {self.unexpected}"
+            )
+
+    def run(self, worker: int, apply: Callable[[str], None]) -> None:
+        """Apply this worker's keys one after the other, retrying each until it is applied."""
+        n = 0
+        while not self.finish.is_set():
+            key = self.key(worker, n)
+            while True:
+                try:
+                    with pygov.context(user=f"worker-{worker}"):
+                        apply(key)
+                    break
+                except GovernanceError as exc:
+                    self.record_error(exc)
+                    time.sleep(0.05)  # back off while the server is away
+                except Exception as exc:  # a driver error leaked: the test fails
+                    self.record_error(exc)
+                    return
+            self.done_one(key)
+            n += 1
+
+    def sync_worker(self, worker: int) -> None:
+        gov = pygov.connect(self.dsn, pool_min_size=1, pool_max_size=2)
+
+        def apply(key: str) -> None:
+            with gov.transaction() as tx, gov.idempotency.guard("restart", key, conn=tx) as g:
+                if not g.is_duplicate:
+                    tx.execute("INSERT INTO public.ledger VALUES (%s, 1)", (key,))
+                    g.result = {"by": worker}
+
+        try:
+            self.run(worker, apply)
+        finally:
+            gov.close()
+
+    def async_worker(self, worker: int) -> None:
+        loop = asyncio.new_event_loop()
+        gov = loop.run_until_complete(pygov.aio.connect(self.dsn, pool_min_size=1, pool_max_size=2))
+
+        async def apply(key: str) -> None:
+            async with (
+                gov.transaction() as tx,
+                gov.idempotency.guard("restart", key, conn=tx) as g,
+            ):
+                if not g.is_duplicate:
+                    await tx.execute("INSERT INTO public.ledger VALUES ($1, 1)", key)
+                    g.result = {"by": worker}
+
+        try:
+            self.run(worker, lambda key: loop.run_until_complete(apply(key)))
+        finally:
+            loop.run_until_complete(gov.close())
+            loop.close()
+
+    def start(self) -> list[threading.Thread]:
+        threads = [
+            threading.Thread(
+                target=self.sync_worker if w % 2 == 0 else self.async_worker, args=(w,)
+            )
+            for w in range(self.workers)
+        ]
+        for t in threads:
+            t.start()
+        return threads
+
+
+def test_server_restart_under_eight_workers_applies_every_key_exactly_once(
+    own_server: EmbeddedPostgres,
+) -> None:
+    dsn = own_server.dsn()
+    rows(dsn, "DROP DATABASE IF EXISTS restart_test WITH (FORCE)")
+    rows(dsn, "CREATE DATABASE restart_test")
+    db = dsn.replace("/postgres?", "/restart_test?")
+    setup = pygov.connect(db, pool_min_size=0)
+    setup.migrate()
+    setup.close()
+    rows(db, LEDGER)
+
+    work = Workload(db)
+    threads = work.start()
+    try:
+        for mode in ("fast", "immediate"):  # a clean shutdown, then a crash-like one
+            work.wait_for(work.applied + 40)
+            own_server.stop_server(mode=mode)
+            time.sleep(1.0)  # the outage: workers keep trying meanwhile
+            own_server.start_server()
+            work.wait_for(work.applied + 40)  # every worker pair carries on
+    finally:
+        work.finish.set()
+        for t in threads:
+            t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert work.unexpected == [], work.unexpected
+    # The outages were seen, and only as pygov's connection-loss error.
+    assert work.errors and set(work.errors) == {"ConcurrencyError"}, work.errors
+
+    applied = ledger(db)
+    keys = [k for k, _ in applied]
+    assert len(keys) == len(set(keys)) == len(work.attempted)
+    assert set(keys) == work.attempted
+    stored = records(db, "restart")
+    assert {k for k, *_ in stored} == work.attempted
+    assert {status for _, status, _ in stored} == {"COMPLETED"}
