@@ -21,6 +21,20 @@ def _is_connection_error(err: GovernanceError) -> bool:
     return isinstance(err, ConcurrencyError) and state[:2] in {"08", "57"}
 
 
+def _probe(dsn: str) -> GovernanceError | None:
+    """Connect once before the pool does: a wrong database, role or password is then a
+    ConfigurationError at once, with the server's reason, instead of a pool timeout 30 s later.
+    A server that is down (or starting) is returned, not raised: the pool waits for it."""
+    try:
+        psycopg.connect(dsn, autocommit=True).close()
+    except Exception as exc:
+        err = translate(exc)
+        if not isinstance(err, ConcurrencyError):
+            raise err from exc
+        return err
+    return None
+
+
 class PgBackend:
     """Runs statements on pooled autocommit connections, or on the caller's connection."""
 
@@ -29,6 +43,7 @@ class PgBackend:
     def __init__(self, dsn: str, settings: Settings) -> None:
         self.dsn = dsn
         self._prepare_threshold: int | None = 5 if settings.prepared_statements else None
+        probe = _probe(dsn)
         try:
             self._pool = psycopg_pool.ConnectionPool(
                 dsn,
@@ -40,7 +55,10 @@ class PgBackend:
             )
             self._pool.open(wait=True, timeout=30)
         except Exception as exc:
-            raise translate(exc) from exc
+            err = translate(exc)
+            if probe is not None:
+                err.context.setdefault("reason", probe.message)
+            raise err from exc
 
     def close(self) -> None:
         self._pool.close()

@@ -156,6 +156,8 @@ SQLSTATE_CLASS_TO_ERROR: dict[str, type[GovernanceError]] = {
     "22": ValidationError,  # data exception
     "23": ValidationError,  # integrity constraint violation
     "42": ConfigurationError,  # syntax error or access rule violation: schema not migrated?
+    "28": ConfigurationError,  # invalid authorization: no such role, wrong password, pg_hba
+    "3D": ConfigurationError,  # invalid catalog name: no such database
     "3F": ConfigurationError,  # invalid schema name
 }
 
@@ -247,6 +249,15 @@ def _sqlstate_without_code(exc: BaseException) -> str:
             return "55P03"
         if "constraint" in text or "unique" in text:
             return "23505"
+    if "fatal:" in text:
+        # psycopg reports a refused connection without its SQLSTATE: recover the ones that a
+        # retry will not fix (the rest, e.g. "shutting down", stay connection errors).
+        if "password authentication failed" in text or "no pg_hba.conf entry" in text:
+            return "28P01"
+        if "role" in text and "does not exist" in text:
+            return "28000"
+        if "database" in text and "does not exist" in text:
+            return "3D000"
     if name in {"PoolTimeout", "TooManyRequests"} or isinstance(
         exc, ConnectionError | TimeoutError | OSError
     ):

@@ -9,7 +9,10 @@ from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from pygov._core import Call, Settings, T
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from pygov._core import Call, Settings, T, backoff_delays, int_arg, seconds_arg
 from pygov._pg import PgBackend
 from pygov._sqlite import SqliteBackend
 from pygov.audit import Audit
@@ -31,29 +34,65 @@ _SETTING_NAMES = {f.name for f in fields(Settings)}
 
 
 def make_settings(options: dict[str, Any]) -> Settings:
-    """Settings from ``connect()``'s keyword options; unknown names are a ConfigurationError."""
+    """Settings from ``connect()``'s keyword options; unknown names are a ConfigurationError,
+    values of the wrong type or out of range a ValidationError. None means the default."""
+    options = {k: v for k, v in options.items() if v is not None}
     unknown = set(options) - _SETTING_NAMES
     if unknown:
         raise ConfigurationError("unknown connect() options", {"options": sorted(unknown)})
     for name in ("default_ttl", "default_lease"):
-        value = options.get(name)
-        if value is not None and not isinstance(value, timedelta):
-            options[name] = timedelta(seconds=float(value))
-    return Settings(**options)
+        if name in options:
+            options[name] = timedelta(seconds=seconds_arg(name, options[name]) or 0)
+    if "lock_timeout" in options:
+        # Validated like every wait; 0 (do not wait) is allowed.
+        backoff_delays(options["lock_timeout"], name="lock_timeout")
+        options["lock_timeout"] = float(options["lock_timeout"])
+    for name, minimum in (
+        ("pool_min_size", 0),
+        ("pool_max_size", 1),
+        ("high_concurrency_threshold", 1),
+    ):
+        if name in options:
+            int_arg(name, options[name], minimum=minimum)
+    if not isinstance(options.get("prepared_statements", True), bool):
+        raise ValidationError("prepared_statements must be True or False", {})
+    if not isinstance(options.get("extra", {}), dict):
+        raise ValidationError("extra must be a dict", {})
+    settings = Settings(**options)
+    if settings.pool_min_size > settings.pool_max_size:
+        raise ValidationError(
+            "pool_min_size is larger than pool_max_size",
+            {"pool_min_size": settings.pool_min_size, "pool_max_size": settings.pool_max_size},
+        )
+    return settings
 
 
 def parse_dsn(dsn: str) -> tuple[str, str]:
     """("postgresql", dsn) or ("sqlite", path); anything else is a ConfigurationError."""
     if not isinstance(dsn, str) or not dsn.strip():
-        raise ConfigurationError("a database URL is required", {"dsn": dsn})
-    scheme = urlsplit(dsn).scheme.lower()
+        raise ConfigurationError("a database URL is required", {"type": type(dsn).__name__})
+    if "\x00" in dsn:
+        raise ConfigurationError("the database URL contains a NUL character", {})
+    try:
+        scheme = urlsplit(dsn).scheme.lower()
+    except ValueError as exc:
+        raise ConfigurationError("the database URL is malformed", {"error": str(exc)}) from None
     if scheme in {"postgresql", "postgres"} or (not scheme and "=" in dsn):
+        try:
+            conninfo_to_dict(dsn)
+        except psycopg.Error as exc:
+            # The message names the bad part, never a password.
+            raise ConfigurationError(
+                "the PostgreSQL connection string is malformed", {"error": str(exc).strip()}
+            ) from None
         return "postgresql", dsn
     if scheme == "sqlite":
         path = unquote(dsn[len("sqlite://") :])
         path = path[1:] if path.startswith("/") else path
         if path in {"", ":memory:"}:
             return "sqlite", ":memory:"
+        if "\x00" in path:
+            raise ConfigurationError("the SQLite path contains a NUL character", {})
         return "sqlite", path
     raise ConfigurationError(
         "unsupported database URL: use postgresql://... or sqlite:///path",

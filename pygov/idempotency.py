@@ -10,6 +10,7 @@ import asyncio
 import functools
 import inspect
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -264,27 +265,22 @@ class IdempotencyPlans:
         conn: Any = None,
     ) -> Call[IdempotencyRecord]:
         """Second phase: store the result. Only the holder of a live claim may complete it."""
-        token = self._token(claim)
+        op, k, token = self._held(claim)
         seconds = seconds_arg("ttl", ttl)
-        args = (
-            claim.record.operation_type,
-            claim.record.idempotency_key,
-            token,
-            json_arg("result_data", result_data),
-            seconds,
-            context_arg(),
-        )
+        args = (op, k, token, json_arg("result_data", result_data), seconds, context_arg())
         return Call(COMPLETE, args, _record_result, conn, "idempotency.complete")
 
     def release(self, claim: Claim, *, conn: Any = None) -> Call[IdempotencyRecord]:
         """Give the claim up after a failure, so that a retry can run."""
-        token = self._token(claim)
-        args = (claim.record.operation_type, claim.record.idempotency_key, token, context_arg())
+        op, k, token = self._held(claim)
+        args = (op, k, token, context_arg())
         return Call(RELEASE, args, _record_result, conn, "idempotency.release")
 
     @staticmethod
-    def _token(claim: Any) -> str:
-        if not isinstance(claim, Claim):
+    def _held(claim: Any) -> tuple[str, str, str]:
+        """(operation_type, key, token) of a claim held by the caller, checked like any input:
+        a Claim is a plain dataclass, so it may have been built by hand."""
+        if not isinstance(claim, Claim) or not isinstance(claim.record, IdempotencyRecord):
             raise ValidationError(
                 "expected the Claim returned by claim()", {"got": type(claim).__name__}
             )
@@ -296,7 +292,14 @@ class IdempotencyPlans:
                     "key": claim.record.idempotency_key,
                 },
             )
-        return claim.token
+        op, k = _op_and_key(claim.record.operation_type, claim.record.idempotency_key)
+        token = text_arg("token", claim.token, max_length=100)
+        assert token is not None
+        try:
+            canonical = str(uuid.UUID(token))  # the form both backends store
+        except ValueError:
+            raise ValidationError("the claim's token is not a UUID", {"field": "token"}) from None
+        return op, k, canonical
 
     def get(
         self, operation_type: str, key: str, *, conn: Any = None
@@ -372,7 +375,7 @@ class Idempotency(Namespace):
         """Claim the key. While another caller holds it, wait up to ``wait`` seconds (backoff
         with jitter, as for locks) for its result, then raise IdempotencyInProgressError."""
         started = time.monotonic()
-        delays = backoff_delays(wait)
+        delays = backoff_delays(wait, name="wait")
         while True:
             try:
                 return self._claim_once(
@@ -507,7 +510,7 @@ class AsyncIdempotency(Namespace):
     ) -> Claim:
         """Claim the key, waiting up to ``wait`` seconds for another holder (see the sync API)."""
         started = time.monotonic()
-        delays = backoff_delays(wait)
+        delays = backoff_delays(wait, name="wait")
         while True:
             try:
                 claim: Claim = await self._claim_once(
