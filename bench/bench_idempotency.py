@@ -11,9 +11,11 @@ import sqlite3
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import psycopg_pool
 
 import pygov
@@ -53,38 +55,36 @@ def _pg(server: BenchServer) -> list[Result]:
         gov = pygov.connect(dsn, pool_min_size=16, pool_max_size=16)
         run_id = uuid.uuid4().hex[:6]
 
-        def bare(prefix: str, repeated: bool) -> float:
+        def bare(prefix: str, repeated: bool) -> Callable[[int, int], None]:
             def op(client: int, i: int) -> None:
                 key = f"{prefix}-{client}-{0 if repeated else i}"
                 with pool.connection() as conn:
-                    import psycopg
-
                     psycopg.RawCursor(conn).execute(
                         BASELINE_INSERT, ("fee", key, '{"entry_id": 1}', "bench")
                     )
 
-            return op  # type: ignore[return-value]
+            return op
 
-        def governed(prefix: str, repeated: bool) -> float:
+        def governed(prefix: str, repeated: bool) -> Callable[[int, int], None]:
             def op(client: int, i: int) -> None:
                 key = f"{prefix}-{client}-{0 if repeated else i}"
                 gov.idempotency.check_and_record("fee", key, {"entry_id": 1})
 
-            return op  # type: ignore[return-value]
+            return op
 
         with gov.context(user="bench", service="bench"):
             for clients in (1, 16):
                 for repeated in (False, True):
                     label = "repeated" if repeated else "new"
                     # Warm both paths (plans, prepared statements) before measuring.
-                    throughput(clients, 0.5, bare(f"w{run_id}b{clients}{label}", repeated))  # type: ignore[arg-type]
-                    throughput(clients, 0.5, governed(f"w{run_id}g{clients}{label}", repeated))  # type: ignore[arg-type]
+                    throughput(clients, 0.5, bare(f"w{run_id}b{clients}{label}", repeated))
+                    throughput(clients, 0.5, governed(f"w{run_id}g{clients}{label}", repeated))
                     base = throughput(
                         clients, SECONDS, bare(f"{run_id}b{clients}{label}", repeated)
-                    )  # type: ignore[arg-type]
+                    )
                     ours = throughput(
                         clients, SECONDS, governed(f"{run_id}g{clients}{label}", repeated)
-                    )  # type: ignore[arg-type]
+                    )
                     target, passed = "", None
                     if clients == 16 and not repeated:
                         target, passed = ">= 0.70x", ours / base >= 0.7
@@ -98,7 +98,7 @@ def _pg(server: BenchServer) -> list[Result]:
                             passed,
                         )
                     )
-            sync_16 = throughput(16, SECONDS, governed(f"{run_id}sync16", False))  # type: ignore[arg-type]
+            sync_16 = throughput(16, SECONDS, governed(f"{run_id}sync16", False))
         gov.close()
         pool.close()
         async_16 = asyncio.run(_async_throughput(dsn, 16, SECONDS, run_id))
