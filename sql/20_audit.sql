@@ -1,7 +1,7 @@
 -- Audit trail: explicit logging, trigger auditing, history, retention, seals.
 -- Re-applied on every migrate (CREATE OR REPLACE). The tables are in migrations/postgres/0003.
 
--- governance._audit_trail_guard(): the audit trail is append-only, for every role, the owner
+-- governance._audit_trail_guard(): the audit trail (and its seals) is append-only, for every role, the owner
 -- included. Only switching the trigger off (superuser or owner) gets past it, and verify_audit
 -- catches what is done to sealed rows after that.
 CREATE OR REPLACE FUNCTION governance._audit_trail_guard()
@@ -47,6 +47,8 @@ BEGIN
     END IF;
     PERFORM governance._guard_audit_table('governance.audit_trail'::regclass);
     PERFORM governance._guard_audit_table('governance.audit_trail_default'::regclass);
+    -- Seals are as append-only as the rows they seal.
+    PERFORM governance._guard_audit_table('governance.audit_seal'::regclass);
 END
 $guard$;
 
