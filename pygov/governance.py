@@ -43,6 +43,8 @@ def make_settings(options: dict[str, Any]) -> Settings:
     for name in ("default_ttl", "default_lease"):
         if name in options:
             options[name] = timedelta(seconds=seconds_arg(name, options[name]) or 0)
+    if "open_timeout" in options:
+        options["open_timeout"] = seconds_arg("open_timeout", options["open_timeout"])
     if "lock_timeout" in options:
         # Validated like every wait; 0 (do not wait) is allowed.
         backoff_delays(options["lock_timeout"], name="lock_timeout")
