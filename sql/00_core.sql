@@ -4,6 +4,9 @@
 -- Only SECURITY DEFINER functions pin search_path. Helpers that run with the caller's rights
 -- do not: a SET clause stops the planner from inlining them and costs a GUC save/restore per
 -- call on the hot path, and when a definer function calls them its pinned path applies.
+-- Called directly, they run under the caller's search_path, so they name the built-ins they
+-- use as pg_catalog.*: an overload planted in public that matches the argument types better
+-- (pg_has_role(text, ...) against the catalog's pg_has_role(name, ...)) is never chosen.
 
 -- governance.apply_context(p_context): install the wrapper's governance context as
 -- transaction-local settings, so that triggers fired later in the same transaction see it.
@@ -13,14 +16,16 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF p_context IS NULL OR jsonb_typeof(p_context) <> 'object' THEN
+    IF p_context IS NULL OR pg_catalog.jsonb_typeof(p_context) <> 'object' THEN
         RETURN;
     END IF;
-    PERFORM set_config('governance.user', coalesce(p_context->>'user', ''), true),
-            set_config('governance.service', coalesce(p_context->>'service', ''), true),
-            set_config('governance.ip', coalesce(p_context->>'ip', ''), true),
-            set_config('governance.user_agent', coalesce(p_context->>'user_agent', ''), true),
-            set_config('governance.request_id', coalesce(p_context->>'request_id', ''), true);
+    PERFORM pg_catalog.set_config('governance.user', coalesce(p_context->>'user', ''), true),
+            pg_catalog.set_config('governance.service', coalesce(p_context->>'service', ''), true),
+            pg_catalog.set_config('governance.ip', coalesce(p_context->>'ip', ''), true),
+            pg_catalog.set_config('governance.user_agent', coalesce(p_context->>'user_agent', ''),
+                                  true),
+            pg_catalog.set_config('governance.request_id', coalesce(p_context->>'request_id', ''),
+                                  true);
 END
 $$;
 
@@ -29,7 +34,7 @@ CREATE OR REPLACE FUNCTION governance.ctx(p_name text)
 RETURNS text
 LANGUAGE sql
 STABLE
-AS $$ SELECT nullif(current_setting('governance.' || p_name, true), '') $$;
+AS $$ SELECT nullif(pg_catalog.current_setting('governance.' || p_name, true), '') $$;
 
 -- governance.ctx_ip(): the context's IP as inet, NULL when unset or not an address (a DBA may
 -- set_config anything; an audit row must never be refused for it).
@@ -39,7 +44,7 @@ LANGUAGE plpgsql
 STABLE
 AS $$
 DECLARE
-    v text := nullif(current_setting('governance.ip', true), '');
+    v text := nullif(pg_catalog.current_setting('governance.ip', true), '');
 BEGIN
     IF v IS NULL THEN
         RETURN NULL;
@@ -56,14 +61,14 @@ CREATE OR REPLACE FUNCTION governance.caller_role()
 RETURNS text
 LANGUAGE sql
 STABLE
-AS $$ SELECT coalesce(nullif(current_setting('role'), 'none'), session_user::text) $$;
+AS $$ SELECT coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user::text) $$;
 
 -- governance.caller_is_admin(): is the caller a member of governance_admin (or a superuser)?
 CREATE OR REPLACE FUNCTION governance.caller_is_admin()
 RETURNS boolean
 LANGUAGE sql
 STABLE
-AS $$ SELECT pg_has_role(governance.caller_role(), 'governance_admin', 'MEMBER') $$;
+AS $$ SELECT pg_catalog.pg_has_role(governance.caller_role(), 'governance_admin', 'MEMBER') $$;
 
 -- governance.raise_error(sqlstate, message, detail): raise a GV error with a JSON DETAIL.
 CREATE OR REPLACE FUNCTION governance.raise_error(p_sqlstate text, p_message text,
@@ -85,7 +90,7 @@ AS $$
 BEGIN
     IF NOT governance.caller_is_admin() THEN
         PERFORM governance.raise_error('GV001', p_action || ' requires the governance_admin role',
-            jsonb_build_object('role', governance.caller_role(), 'action', p_action));
+            pg_catalog.jsonb_build_object('role', governance.caller_role(), 'action', p_action));
     END IF;
 END
 $$;
@@ -97,7 +102,7 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
-AS $$ SELECT replace(replace(coalesce(p, ''), '%', '%25'), ':', '%3A') $$;
+AS $$ SELECT pg_catalog.replace(pg_catalog.replace(coalesce(p, ''), '%', '%25'), ':', '%3A') $$;
 
 -- governance.journal_entry_key(app, model, object_id, action): the key of a journal entry.
 CREATE OR REPLACE FUNCTION governance.journal_entry_key(p_app text, p_model text,

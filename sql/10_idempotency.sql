@@ -44,7 +44,8 @@ LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 AS $$ SELECT CASE WHEN p_payload IS NULL THEN NULL
-                  ELSE encode(sha256(convert_to(p_payload::text, 'UTF8')), 'hex') END $$;
+                  ELSE pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+                           p_payload::text, 'UTF8')), 'hex') END $$;
 
 -- governance._idempotency_check_args: the validation every entry point shares (GV002).
 CREATE OR REPLACE FUNCTION governance._idempotency_check_args(p_operation_type text,

@@ -8,11 +8,13 @@ governance role, and drops it again afterwards.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 import pygov
 from pygov.errors import AuthorityViolationError
@@ -247,29 +249,108 @@ def test_admin_does_its_duties(admin_dsn: str, pg_dsn: str) -> None:
     assert rows(pg_dsn, "SELECT operation_type FROM governance.idempotency_record") == [("live",)]
 
 
+def audit_partitions(dsn: str) -> list[str]:
+    found = rows(
+        dsn,
+        "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'governance.audit_trail'::regclass ORDER BY 1",
+    )
+    return [str(r[0]) for r in found]
+
+
+def test_no_governance_role_can_drop_or_detach_audit_partitions(role_dsn: str, pg_dsn: str) -> None:
+    partitions = audit_partitions(pg_dsn)
+    assert len(partitions) >= 2
+    for part in partitions:
+        assert denied(role_dsn, f"DROP TABLE {part}")
+        assert denied(role_dsn, f"ALTER TABLE governance.audit_trail DETACH PARTITION {part}")
+    assert denied(role_dsn, "DROP TABLE governance.audit_trail")
+    assert audit_partitions(pg_dsn) == partitions
+
+
+@pytest.mark.parametrize("role", ["governance_app", "governance_auditor"])
+def test_only_admins_run_retention(role: str, pg_server: Any, pg_dsn: str) -> None:
+    with login_role(pg_server.admin_dsn, pg_dsn, role) as name:
+        gov = pygov.connect(with_params(pg_dsn, user=name), pool_max_size=1)
+        try:
+            with pytest.raises(AuthorityViolationError):
+                gov.audit.drop_before(datetime(2020, 2, 1, tzinfo=UTC))
+        finally:
+            gov.close()
+
+
+def test_admin_runs_retention_but_cannot_rewrite_the_trail(admin_dsn: str, pg_dsn: str) -> None:
+    # An old month with one row in it (made as the owner).
+    rows(
+        pg_dsn,
+        "CREATE TABLE governance.audit_trail_p2020_01 PARTITION OF governance.audit_trail "
+        "FOR VALUES FROM ('2020-01-01 00:00+00') TO ('2020-02-01 00:00+00')",
+    )
+    owner = pygov.connect(pg_dsn, pool_min_size=0)
+    try:
+        owner.audit.log_operation("shop.order", 1, "CREATE", after_data={"total": 5})
+    finally:
+        owner.close()
+    rows(pg_dsn, "ALTER TABLE governance.audit_trail DISABLE TRIGGER USER")
+    rows(pg_dsn, "UPDATE governance.audit_trail SET occurred_at = '2020-01-15 00:00+00'")
+    rows(pg_dsn, "ALTER TABLE governance.audit_trail ENABLE TRIGGER USER")
+    admin = pygov.connect(admin_dsn, pool_max_size=2)
+    try:
+        dropped = admin.audit.drop_before(datetime(2020, 2, 1, tzinfo=UTC))
+        assert [(d.partition, d.rows) for d in dropped] == [("audit_trail_p2020_01", 1)]
+        admin.audit.log_operation("shop.order", 2, "CREATE", after_data={"total": 6})
+        admin.audit.seal()
+        assert admin.audit.verify().ok
+    finally:
+        admin.close()
+    trail = rows(pg_dsn, "SELECT id, operation, user_name FROM governance.audit_trail ORDER BY id")
+    for statement in (
+        "UPDATE governance.audit_trail SET user_name = 'nobody'",
+        "DELETE FROM governance.audit_trail",
+        "UPDATE governance.audit_seal SET hash = 'forged'",
+        "DELETE FROM governance.audit_seal",
+        "TRUNCATE governance.audit_trail",
+    ):
+        assert denied(admin_dsn, statement), statement
+    # Not even the owner rewrites it without first disabling its guard trigger.
+    with pytest.raises(psycopg.Error, match="append-only"):
+        rows(pg_dsn, "UPDATE governance.audit_trail SET user_name = 'nobody'")
+    with pytest.raises(psycopg.Error, match="append-only"):
+        rows(pg_dsn, "DELETE FROM governance.audit_trail")
+    assert (
+        rows(pg_dsn, "SELECT id, operation, user_name FROM governance.audit_trail ORDER BY id")
+        == trail
+    )
+
+
 # --- search_path: SECURITY DEFINER functions pin it; planted objects are never used --------------
 
 
-def test_every_governance_function_pins_search_path(pg_dsn: str) -> None:
-    unpinned = rows(
-        pg_dsn,
-        "SELECT p.oid::regprocedure::text, p.prosecdef FROM pg_proc p "
-        "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'governance' "
-        "AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c "
-        "                WHERE c LIKE 'search\\_path=%' AND c NOT LIKE '%public%')",
-    )
-    assert unpinned == []
+def test_security_definer_functions_pin_search_path(pg_dsn: str) -> None:
     definers = rows(
         pg_dsn,
-        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-        "WHERE n.nspname = 'governance' AND p.prosecdef",
+        "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p "
+        "JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'governance' AND p.prosecdef ORDER BY 1",
     )
-    assert definers[0][0] >= 5  # the check above did look at SECURITY DEFINER functions
+    assert len(definers) >= 10
+    unpinned = [
+        name
+        for name, config in definers
+        if not any(
+            c.startswith("search_path=") and "public" not in c and "$user" not in c
+            for c in config or []
+        )
+    ]
+    assert unpinned == []
 
 
-#: Functions the governance code calls, planted in public with the argument types it passes.
-#: Each logs its call to public.hostile_calls and returns something plausible but wrong.
-HOSTILE_FUNCTIONS = {
+#: Built-ins the governance code calls, planted in public. Under the default search_path
+#: pg_catalog comes first, so a same-signature twin loses; an overload that matches the
+#: argument types better wins (CVE-2018-1058): pg_has_role(text, ...) beats the catalog's
+#: pg_has_role(name, ...) for a text argument. Each one logs its call and returns something
+#: plausible but wrong (pg_has_role says "yes, admin").
+HOSTILE_BUILTINS = {
     "now()": ("timestamptz", "'2000-01-01'::timestamptz"),
     "clock_timestamp()": ("timestamptz", "'2000-01-01'::timestamptz"),
     "gen_random_uuid()": ("uuid", "'00000000-0000-0000-0000-000000000000'::uuid"),
@@ -277,34 +358,60 @@ HOSTILE_FUNCTIONS = {
     "current_setting(text, boolean)": ("text", "'hostile'"),
     "current_setting(text)": ("text", "'hostile'"),
     "pg_has_role(text, text, text)": ("boolean", "true"),
-    "pg_has_role(name, text, text)": ("boolean", "true"),
-    "length(text)": ("integer", "1"),
-    "btrim(text)": ("text", "'x'"),
+    "pg_has_role(text, text)": ("boolean", "true"),
     "jsonb_build_object(text, text)": ("jsonb", "'{}'::jsonb"),
-    "jsonb_build_object(text, text, text, integer)": ("jsonb", "'{}'::jsonb"),
     "jsonb_typeof(jsonb)": ("text", "'object'"),
-    "sha256(bytea)": ("bytea", "'\\x00'::bytea"),
-    "encode(bytea, text)": ("text", "'0'"),
+    "sha256(text)": ("bytea", "'\\x00'::bytea"),
     "convert_to(text, text)": ("bytea", "'\\x00'::bytea"),
     "replace(text, text, text)": ("text", "'x'"),
-    "pg_backend_pid()": ("integer", "0"),
+    "btrim(text)": ("text", "'x'"),
+    "length(text)": ("integer", "1"),
 }
+
+#: Every governance function, shadowed in public under its own name and argument types (for
+#: code that forgot to qualify a governance name): logs its call and raises.
+SHADOW_GOVERNANCE = """
+DO $plant$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN
+        SELECT p.proname, pg_get_function_arguments(p.oid) AS args,
+               pg_get_function_result(p.oid) AS result
+          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'governance' AND p.prokind = 'f'
+           AND p.prorettype <> 'trigger'::regtype
+    LOOP
+        EXECUTE format(
+            'CREATE FUNCTION public.%I(%s) RETURNS %s LANGUAGE plpgsql AS %L',
+            f.proname, f.args, f.result,
+            format('BEGIN PERFORM nextval(''public.hostile_seq''); '
+                   'INSERT INTO public.hostile_calls VALUES (%L); '
+                   'RAISE EXCEPTION ''hostile public.%s called''; END', f.proname, f.proname));
+    END LOOP;
+END
+$plant$
+"""
 
 
 @pytest.fixture
 def hostile_public(pg_dsn: str) -> str:
-    """Plant shadowing functions and tables in the test database's public schema."""
+    """Plant shadowing functions and tables in the test database's public schema. Calls are
+    logged twice: in public.hostile_calls, and by a sequence, which no rollback undoes."""
     statements = [
         "CREATE TABLE public.hostile_calls (name text)",
+        "CREATE SEQUENCE public.hostile_seq",
         "GRANT INSERT ON public.hostile_calls TO PUBLIC",
-        "CREATE TABLE public.idempotency_record (LIKE governance.idempotency_record)",
-        "CREATE TABLE public.idempotency_duplicate_counter "
-        "(LIKE governance.idempotency_duplicate_counter)",
-        "GRANT ALL ON public.idempotency_record, public.idempotency_duplicate_counter TO PUBLIC",
+        "GRANT USAGE, UPDATE ON public.hostile_seq TO PUBLIC",
+        SHADOW_GOVERNANCE,
     ]
-    for signature, (returns, value) in HOSTILE_FUNCTIONS.items():
+    for table, _ in governance_tables(pg_dsn):
+        statements.append(f"CREATE TABLE public.{table} (LIKE governance.{table})")
+        statements.append(f"GRANT ALL ON public.{table} TO PUBLIC")
+    for signature, (returns, value) in HOSTILE_BUILTINS.items():
         statements.append(
             f"CREATE FUNCTION public.{signature} RETURNS {returns} LANGUAGE sql VOLATILE AS $$ "
+            "SELECT nextval('public.hostile_seq'); "
             f"INSERT INTO public.hostile_calls VALUES ({sql.Literal(signature).as_string(None)}); "
             f"SELECT {value} $$"
         )
@@ -313,41 +420,79 @@ def hostile_public(pg_dsn: str) -> str:
     return pg_dsn
 
 
+#: The functions an application may call directly that run with the caller's rights (and
+#: search_path): they are not SECURITY DEFINER, so they must resolve their names safely.
+CALLER_RIGHTS_CALLS = [
+    'SELECT governance.apply_context(\'{"user": "u", "ip": "10.0.0.1"}\')',
+    "SELECT governance.ctx('user'), governance.ctx_ip(), governance.caller_role()",
+    "SELECT governance.caller_is_admin()",
+    "SELECT governance.key_part('a:b%c')",
+    "SELECT governance.journal_entry_key('a', 'b', 'c', 'd')",
+    "SELECT governance.stock_movement_key('a', 'b', 'c', 'd')",
+    "SELECT governance.payload_hash('{\"a\": 1}')",
+    "SELECT governance.audit_month_start(now()), governance.audit_partition_name(now())",
+]
+
+
 def test_hostile_objects_in_public_are_never_picked_up(
-    hostile_public: str, app_dsn: str, pg_dsn: str
+    hostile_public: str, app_dsn: str, pg_dsn: str, pg_server: Any
 ) -> None:
-    # The caller puts public before pg_catalog: the most hostile search_path a session can have.
-    dsn = with_params(app_dsn, options="-c search_path=public,pg_catalog")
-    gov = pygov.connect(dsn, pool_max_size=2)
+    app_role = conninfo_to_dict(app_dsn)["user"]
+    rows(pg_dsn, sql.SQL("CREATE SCHEMA appdata AUTHORIZATION {}").format(sql.Identifier(app_role)))
+    rows(app_dsn, "CREATE TABLE appdata.orders (id int PRIMARY KEY, total int)")
+    gov = pygov.connect(app_dsn, pool_max_size=2)  # default search_path: "$user", public
     try:
-        with gov.context(user="mallory-victim"):
+        with gov.context(user="victim", service="shop", ip="10.0.0.9"):
             first = gov.idempotency.check_and_record("pay", "k1", {"v": 1}, payload={"p": 1})
             dup = gov.idempotency.check_and_record("pay", "k1", payload={"p": 1})
             claim = gov.idempotency.claim("charge", "c1", lease=30)
             gov.idempotency.complete(claim, {"ok": True})
-            with gov.transaction() as tx:
-                # A temporary table shadowing a governance table, in the caller's session.
-                tx.execute("CREATE TEMP TABLE idempotency_record (LIKE public.idempotency_record)")
-                gov.idempotency.check_and_record("tx", "t1", conn=tx)
-                # The plant is live: the caller's own unqualified SQL does call it.
-                tx.execute("SELECT now()")
+            gov.idempotency.release(gov.idempotency.claim("charge", "c2"))
             stats = gov.idempotency.stats()
-            with pytest.raises(AuthorityViolationError):  # public.pg_has_role said "true"
+            gov.audit.enable("appdata.orders")
+            with gov.transaction() as tx:
+                tx.execute("CREATE TEMP TABLE audit_trail (LIKE public.audit_trail)")
+                tx.execute("INSERT INTO appdata.orders VALUES (1, 10), (2, 20)")
+                tx.execute("UPDATE appdata.orders SET total = 11 WHERE id = 1")
+                gov.idempotency.check_and_record("tx", "t1", conn=tx)
+            logged = gov.audit.log_operation("shop.order", 7, "UPDATE", after_data={"a": 1})
+            history = gov.audit.history("appdata.orders", 1)
+            gov.audit.seal()
+            verified = gov.audit.verify()
+            health = gov.health()
+            with pytest.raises(AuthorityViolationError):  # public.pg_has_role says "admin"
                 gov.idempotency.cleanup_expired()
+            with pytest.raises(AuthorityViolationError):
+                gov.audit.drop_before(datetime(2000, 1, 1, tzinfo=UTC))
+        with psycopg.connect(app_dsn, autocommit=True) as conn:
+            for statement in CALLER_RIGHTS_CALLS:
+                conn.execute(statement)
+            assert conn.execute("SELECT governance.caller_is_admin()").fetchone() == (False,)
+            # The plant is live: the caller's own SQL, resolved the same way, does pick it up.
+            assert conn.execute("SELECT pg_has_role('x'::text, 'y', 'z')").fetchone() == (True,)
     finally:
         gov.close()
-    assert rows(pg_dsn, "SELECT name FROM public.hostile_calls") == [("now()",)]
-    assert rows(pg_dsn, "SELECT count(*) FROM public.idempotency_record") == [(0,)]
+    assert rows(pg_dsn, "SELECT name FROM public.hostile_calls") == [
+        ("pg_has_role(text, text, text)",)
+    ]
+    assert rows(pg_dsn, "SELECT last_value FROM public.hostile_seq") == [(1,)]
+    for table, _ in governance_tables(pg_dsn):
+        assert rows(pg_dsn, f"SELECT count(*) FROM public.{table}") == [(0,)], table
     assert not first.is_duplicate and dup.is_duplicate and dup.data == {"v": 1}
-    assert first.record.created_at.year > 2000 and claim.token != str(0).zfill(8)
+    assert first.record.created_at.year > 2000
     assert stats["pay"].duplicates_served == 1
+    assert [(h.operation, h.user_name, h.after_data) for h in history] == [
+        ("UPDATE", "victim", {"id": 1, "total": 11}),
+        ("CREATE", "victim", {"id": 1, "total": 10}),
+    ]
+    assert logged > 0 and verified.ok and health.ok, health.problems
     stored = rows(
         pg_dsn,
         "SELECT operation_type, created_by, status FROM governance.idempotency_record "
         "ORDER BY operation_type",
     )
     assert stored == [
-        ("charge", "mallory-victim", "COMPLETED"),
-        ("pay", "mallory-victim", "COMPLETED"),
-        ("tx", "mallory-victim", "COMPLETED"),
+        ("charge", "victim", "COMPLETED"),
+        ("pay", "victim", "COMPLETED"),
+        ("tx", "victim", "COMPLETED"),
     ]
