@@ -442,6 +442,9 @@ class Idempotency(Namespace):
             return
         try:
             yield guard
+            # A result that cannot be stored fails the block: the claim is released at once
+            # instead of staying IN_PROGRESS until its lease runs out.
+            json_arg("result", guard.result)
         except BaseException as exc:
             try:
                 self.release(claim)
@@ -579,6 +582,9 @@ class AsyncIdempotency(Namespace):
             return
         try:
             yield guard
+            # A result that cannot be stored fails the block: the claim is released at once
+            # instead of staying IN_PROGRESS until its lease runs out.
+            json_arg("result", guard.result)
         except BaseException as exc:
             try:
                 await self.release(claim)

@@ -236,11 +236,15 @@ def parse_table_name(text: str) -> str:
 
 def _table(conn: SqliteConnection, text: str) -> str:
     name = parse_table_name(text)
+    # SQLite identifiers, quoted or not, ignore ASCII case (as NOCASE does): "ORDERS" is the
+    # table created as Orders, and the stored spelling is the one the triggers are named after.
     found = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+        (name,),
     ).fetchone()
     if found is None:
         raise ValidationError("no such table", {"table": text})
+    name = str(found[0])
     if name.startswith(("governance_", "sqlite_")):
         raise ValidationError("governance tables cannot be audited by triggers", {"table": name})
     return name
