@@ -10,19 +10,30 @@
 -- Table names: the public scanner and guard functions are SECURITY INVOKER so that a name is
 -- resolved with the caller's search_path and visibility; they hand a regclass to a SECURITY
 -- DEFINER worker that checks the caller's privileges on it before reading or changing anything.
+-- As in 00_core.sql, only SECURITY DEFINER functions pin search_path.
+
+-- governance._composite_object_id(row, key_columns): the key values joined with ':'.
+CREATE OR REPLACE FUNCTION governance._composite_object_id(p_row jsonb, p_key_columns text[])
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+    SELECT string_agg(governance.key_part(p_row ->> k.col), ':' ORDER BY k.i)
+      FROM unnest(p_key_columns) WITH ORDINALITY AS k(col, i)
+$$;
 
 -- governance.row_object_id(row, key_columns): the object_id of a row given as jsonb. One key
 -- column: its value as text; several: the values joined with ':' (each escaped by key_part).
+-- No subquery in the body, so the planner inlines it into a scan's query.
 CREATE OR REPLACE FUNCTION governance.row_object_id(p_row jsonb, p_key_columns text[])
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN cardinality(p_key_columns) = 1 THEN p_row ->> p_key_columns[1]
-                ELSE (SELECT string_agg(governance.key_part(p_row ->> k.col), ':' ORDER BY k.i)
-                        FROM unnest(p_key_columns) WITH ORDINALITY AS k(col, i)) END
+                ELSE governance._composite_object_id(p_row, p_key_columns) END
 $$;
 
 -- governance.resolve_relation(name, field): the relation a caller means by a name. The name is
@@ -62,7 +73,6 @@ CREATE OR REPLACE FUNCTION governance._model_name(p_table regclass)
 RETURNS text
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT n.nspname || '.' || c.relname
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -74,7 +84,6 @@ CREATE OR REPLACE FUNCTION governance._quoted_name(p_table regclass)
 RETURNS text
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format('%I.%I', n.nspname, c.relname)
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -86,7 +95,6 @@ CREATE OR REPLACE FUNCTION governance._primary_key_columns(p_table regclass)
 RETURNS text[]
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT array_agg(a.attname::text ORDER BY k.i)
       FROM pg_catalog.pg_index x
@@ -103,7 +111,6 @@ CREATE OR REPLACE FUNCTION governance._quarantine_table(p_table regclass, p_fiel
 RETURNS text[]
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_kind "char";
@@ -142,7 +149,6 @@ CREATE OR REPLACE FUNCTION governance._column_type(p_table regclass, p_column te
 RETURNS regtype
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v regtype;
@@ -165,7 +171,6 @@ CREATE OR REPLACE FUNCTION governance._check_corruption_type(p_code text)
 RETURNS void
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_code IS NULL OR NOT EXISTS (SELECT 1 FROM governance.corruption_type t
@@ -178,12 +183,36 @@ BEGIN
 END
 $$;
 
+-- governance._corruption_type_in_use(): BEFORE UPDATE OR DELETE on corruption_type. A type
+-- that quarantine records use cannot be deleted or renamed (the integrity a foreign key would
+-- give, without its per-row cost on inserts).
+CREATE OR REPLACE FUNCTION governance._corruption_type_in_use()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF (TG_OP = 'DELETE' OR NEW.code IS DISTINCT FROM OLD.code)
+       AND EXISTS (SELECT 1 FROM governance.quarantine_record q
+                    WHERE q.corruption_type = OLD.code) THEN
+        PERFORM governance.raise_error('GV002', 'the corruption type is used by quarantine records',
+            jsonb_build_object('corruption_type', OLD.code, 'operation', TG_OP));
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER corruption_type_in_use
+    BEFORE UPDATE OR DELETE ON governance.corruption_type
+    FOR EACH ROW EXECUTE FUNCTION governance._corruption_type_in_use();
+
 -- governance._quarantine_actor(): who is acting: the context's user, else the database role.
 CREATE OR REPLACE FUNCTION governance._quarantine_actor()
 RETURNS text
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$ SELECT coalesce(governance.ctx('user'), governance.caller_role()) $$;
 
 -- governance._quarantine_audit(action, before, after): the audit row of one transition. The
@@ -193,7 +222,6 @@ CREATE OR REPLACE FUNCTION governance._quarantine_audit(p_action text,
                                                         p_after governance.quarantine_record)
 RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     -- (a row IS NULL only when every field is: test the key instead)
@@ -218,7 +246,6 @@ CREATE OR REPLACE FUNCTION governance._quarantine_text(p_field text, p_value tex
 RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_value IS NULL OR btrim(p_value) = '' OR length(p_value) > p_max_length THEN
@@ -281,7 +308,6 @@ CREATE OR REPLACE FUNCTION governance._quarantine_lock(p_id bigint, p_action tex
                                                        p_from_statuses text[])
 RETURNS governance.quarantine_record
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r governance.quarantine_record;
@@ -403,46 +429,96 @@ BEGIN
 END
 $$;
 
--- governance._quarantine_scan(table, keys, corruption_type, rows_sql, reason_sql, context):
--- the one set-based statement behind every scanner. rows_sql is `<table> AS c WHERE ...`
--- (built with format('%I')), reason_sql an expression over c. Rows with an open record of this
--- type, or one resolved as FALSE_POSITIVE, are skipped, so scanning again adds nothing.
-CREATE OR REPLACE FUNCTION governance._quarantine_scan(p_table regclass, p_keys text[],
-                                                       p_corruption_type text, p_rows_sql text,
-                                                       p_reason_sql text)
+-- governance._row_json_sql(table, alias, columns): SQL for the JSON of a row of the table,
+-- equal to to_jsonb(row), or to the given columns only. Built column by column because a
+-- whole-row reference is formed for every row the scan reads, before any filter, which would
+-- cost a scan of a million rows more than the anti-join itself. jsonb_build_object takes 100
+-- arguments at most: wide tables are built in chunks of 50 columns joined with ||.
+CREATE OR REPLACE FUNCTION governance._row_json_sql(p_table regclass, p_alias text,
+                                                    p_columns text[] DEFAULT NULL)
+RETURNS text
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT string_agg(x.chunk, ' || ' ORDER BY x.n)
+      FROM (SELECT (a.i - 1) / 50 AS n,
+                   'jsonb_build_object(' || string_agg(format('%L, %I.%I', a.attname, p_alias,
+                                                              a.attname), ', ' ORDER BY a.i)
+                   || ')' AS chunk
+              FROM (SELECT att.attname, row_number() OVER (ORDER BY att.attnum) AS i
+                      FROM pg_catalog.pg_attribute att
+                     WHERE att.attrelid = p_table AND att.attnum > 0 AND NOT att.attisdropped
+                       AND (p_columns IS NULL OR att.attname = ANY (p_columns))) a
+             GROUP BY (a.i - 1) / 50) x
+$$;
+
+-- governance._quarantine_scan(scanner, table, keys, corruption_type, rows_sql, reason_sql):
+-- the set-based core of every scanner. rows_sql is `<table> AS c WHERE ...` (built with
+-- format('%I')), reason_sql an expression over c.
+--   1. One CREATE TEMP TABLE ... AS SELECT finds the suspect rows (object_id, JSON snapshot,
+--      reason). PostgreSQL may run that SELECT in parallel, JSON included; an INSERT ... SELECT
+--      into a regular table never is, and on a large table the scan is most of the work.
+--   2. One INSERT ... SELECT from that set stores the records. Rows with an open record of
+--      this type, or one resolved as FALSE_POSITIVE, are skipped, so scanning again adds
+--      nothing; a race with another writer is settled by the unique index (see below).
+--   3. One audit row for the scan (operation CREATE, object_id NULL) lists the records it
+--      created in extra.record_ids: an audit row per record would cost more than the scan.
+CREATE OR REPLACE FUNCTION governance._quarantine_scan(p_scanner text, p_table regclass,
+                                                       p_keys text[], p_corruption_type text,
+                                                       p_rows_sql text, p_reason_sql text)
 RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_model text := governance._model_name(p_table);
+    v_actor text := governance._quarantine_actor();
     v_count bigint;
-BEGIN
-    EXECUTE format($q$
-        WITH found AS (
-            SELECT governance.row_object_id(to_jsonb(c), $3) AS object_id,
-                   to_jsonb(c) AS snapshot, %s AS reason
-              FROM %s
-        ), ins AS (
+    v_record_ids jsonb;
+    -- Plain INSERT first: ON CONFLICT's speculative insertion costs a fifth more per row.
+    v_insert text := $q$
+        WITH ins AS (
             INSERT INTO governance.quarantine_record AS q
                 (model_name, object_id, corruption_type, reason, original_data, quarantined_by)
-            SELECT $1, f.object_id, $2, f.reason, f.snapshot, $4
-              FROM found f
-             WHERE NOT EXISTS (
-                   SELECT 1 FROM governance.quarantine_record o
-                    WHERE o.model_name = $1 AND o.object_id = f.object_id
-                      AND o.corruption_type = $2
-                      AND (o.status <> 'RESOLVED' OR o.resolution = 'FALSE_POSITIVE'))
-            ON CONFLICT (model_name, object_id, corruption_type) WHERE status <> 'RESOLVED'
-            DO NOTHING
-            RETURNING q.*
+            SELECT $1, f.object_id, $2, f.reason, f.snapshot, $3
+              FROM pg_temp.governance_scan f
+             WHERE NOT EXISTS (SELECT 1 FROM governance.quarantine_record o
+                                WHERE o.model_name = $1 AND o.object_id = f.object_id
+                                  AND o.corruption_type = $2 AND o.status <> 'RESOLVED')
+               AND NOT EXISTS (SELECT 1 FROM governance.quarantine_record o
+                                WHERE o.model_name = $1 AND o.object_id = f.object_id
+                                  AND o.corruption_type = $2
+                                  AND o.resolution = 'FALSE_POSITIVE')
+            %s
+            RETURNING q.id
         )
-        SELECT count(governance._quarantine_audit('scan', NULL,
-                                                  ROW(ins.*)::governance.quarantine_record))
-          FROM ins
-        $q$, p_reason_sql, p_rows_sql)
-    INTO v_count
-    USING governance._model_name(p_table), p_corruption_type, p_keys,
-          governance._quarantine_actor();
+        SELECT count(*), jsonb_agg(ins.id ORDER BY ins.id) FROM ins $q$;
+BEGIN
+    EXECUTE format('CREATE TEMP TABLE governance_scan ON COMMIT DROP AS '
+                   'SELECT governance.row_object_id(%s, %L) AS object_id, %s AS snapshot, '
+                   '%s AS reason FROM %s',
+                   governance._row_json_sql(p_table, 'c', p_keys), p_keys,
+                   governance._row_json_sql(p_table, 'c'), p_reason_sql, p_rows_sql);
+    BEGIN
+        EXECUTE format(v_insert, '') INTO v_count, v_record_ids
+        USING v_model, p_corruption_type, v_actor;
+    EXCEPTION WHEN unique_violation THEN
+        -- Another transaction stored one of these objects after our snapshot (a concurrent
+        -- scan or quarantine_data): insert again, leaving whatever is open by now alone.
+        EXECUTE format(v_insert, 'ON CONFLICT (model_name, object_id, corruption_type) '
+                                 'WHERE status <> ''RESOLVED'' DO NOTHING')
+        INTO v_count, v_record_ids
+        USING v_model, p_corruption_type, v_actor;
+    END;
+    DROP TABLE pg_temp.governance_scan;
+    IF v_count > 0 THEN
+        PERFORM governance.log_operation(
+            'governance.quarantine_record', NULL, 'CREATE', governance.ctx('service'), NULL, NULL,
+            jsonb_build_object('action', 'scan', 'scanner', p_scanner,
+                               'quarantined_model', v_model,
+                               'corruption_type', p_corruption_type, 'count', v_count,
+                               'record_ids', v_record_ids),
+            NULL);
+    END IF;
     RETURN v_count;
 END
 $$;
@@ -481,7 +557,7 @@ BEGIN
                                'parent_type', v_parent_type::text));
     END;
     RETURN governance._quarantine_scan(
-        p_child, v_keys, p_corruption_type,
+        'scan_orphans', p_child, v_keys, p_corruption_type,
         format('%s AS c WHERE c.%I IS NOT NULL AND NOT EXISTS '
                '(SELECT 1 FROM %s AS p WHERE p.%I = c.%I)',
                governance._quoted_name(p_child), p_fk_column,
@@ -532,7 +608,7 @@ BEGIN
             jsonb_build_object('field', 'column', 'column', p_column, 'type', v_type::text));
     END IF;
     RETURN governance._quarantine_scan(
-        p_table, v_keys, p_corruption_type,
+        'scan_negative', p_table, v_keys, p_corruption_type,
         format('%s AS c WHERE c.%I < 0', governance._quoted_name(p_table), p_column),
         format('%L || c.%I::text || %L', coalesce(p_reason || ': ', '') || p_column || ' = ',
                p_column, ' is below zero'));

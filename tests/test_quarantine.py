@@ -7,6 +7,8 @@ end, on ``pg_gov`` / ``pg_dsn``.
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -22,7 +24,7 @@ from pygov.audit import object_key
 from pygov.errors import AuthorityViolationError, QuarantineError, ValidationError
 from tests.conftest import Backend
 from tests.helpers import run_threads
-from tests.test_audit import audit_rows, execute
+from tests.test_audit import audit_rows
 
 ADMIN = {"user": "root", "superuser": True}
 HOSTILE = 'x"; DROP TABLE fee; --'
@@ -360,10 +362,17 @@ def test_scan_orphans_quarantines_missing_parents_once(gov: Any, tables: Backend
     assert first.data == {"id": 11, "fee_id": 7, "amount": 50, "memo": "orphan"}
     assert first.reason == f"fee_id = 7 has no match in {model(tables, 'fee')}.id"
     assert first.quarantined_by == "dba"
-    for rec in found:
-        [row] = quarantine_audit(tables, rec.id)
-        assert row["extra"]["action"] == "scan" and row["user_name"] == "dba"
-        assert row["extra"]["quarantined_object_id"] == rec.object_id
+    # one audit row per scan that created records, listing them
+    [row] = audit_rows(tables, "model_name = 'governance.quarantine_record'")
+    assert (row["operation"], row["object_id"], row["user_name"]) == ("CREATE", None, "dba")
+    assert row["extra"] == {
+        "action": "scan",
+        "scanner": "scan_orphans",
+        "quarantined_model": model(tables, "entry"),
+        "corruption_type": "ORPHANED_RECORD",
+        "count": 2,
+        "record_ids": [r.id for r in found],
+    }
 
 
 def test_rescans_skip_open_and_false_positive_records_only(gov: Any, tables: Backend) -> None:
@@ -478,24 +487,24 @@ def test_guard_refuses_writes_to_quarantined_rows_until_resolved(gov: Any, table
     gov.quarantine.negative_stock("stock")
     [pen, ink] = sorted(gov.quarantine.list(), key=lambda r: r.object_id, reverse=True)
     with pytest.raises(QuarantineError) as info, gov.transaction() as tx:
-        execute(gov, tx, "UPDATE stock SET quantity = 0 WHERE item = 'pen' AND location = 'B:1'")
+        tables.execute(tx, "UPDATE stock SET quantity = 0 WHERE item = 'pen' AND location = 'B:1'")
     if tables.is_postgres:
         assert info.value.context["object_id"] == "pen:B%3A1"
         assert info.value.context["quarantine_ids"] == [pen.id]
     with pytest.raises(QuarantineError), gov.transaction() as tx:
-        execute(gov, tx, "DELETE FROM stock WHERE item = ?", "ink%")
+        tables.execute(tx, "DELETE FROM stock WHERE item = ?", ("ink%",))
     with gov.transaction() as tx:  # rows without an open record are not affected
-        execute(gov, tx, "UPDATE stock SET quantity = 9 WHERE item = 'pen' AND location = 'A'")
+        tables.execute(tx, "UPDATE stock SET quantity = 9 WHERE item = 'pen' AND location = 'A'")
     assert tables.query("SELECT quantity FROM stock WHERE location = 'B:1'") == [(-2,)]
     # resolve and repair in one transaction: the guard lets the repair through
     with gov.context(**ADMIN), gov.transaction() as tx:
         gov.quarantine.resolve(pen.id, "counted again: 0", conn=tx)
-        execute(gov, tx, "UPDATE stock SET quantity = 0 WHERE item = 'pen' AND location = 'B:1'")
+        tables.execute(tx, "UPDATE stock SET quantity = 0 WHERE item = 'pen' AND location = 'B:1'")
     assert tables.query("SELECT quantity FROM stock WHERE location = 'B:1'") == [(0,)]
     with gov.context(**ADMIN):
         assert gov.quarantine.unguard("stock") is False
     with gov.transaction() as tx:
-        execute(gov, tx, "DELETE FROM stock WHERE item = ?", "ink%")
+        tables.execute(tx, "DELETE FROM stock WHERE item = ?", ("ink%",))
     assert gov.quarantine.get(ink.id).is_open
 
 
@@ -503,7 +512,7 @@ def test_a_failed_repair_rolls_the_resolution_back(gov: Any, tables: Backend) ->
     record_id = gov.quarantine.quarantine_data(model(tables, "entry"), 11, "OTHER", "odd")
     with pytest.raises(ValidationError), gov.context(**ADMIN), gov.transaction() as tx:
         gov.quarantine.resolve(record_id, "repaired", conn=tx)
-        execute(gov, tx, "INSERT INTO fee VALUES (1, 1)")  # duplicate key
+        tables.execute(tx, "INSERT INTO fee VALUES (1, 1)")  # duplicate key
     assert gov.quarantine.get(record_id).status == "QUARANTINED"
     assert len(quarantine_audit(tables, record_id)) == 1
 
@@ -606,3 +615,38 @@ def test_guard_trigger_fires_for_any_client(pg_gov: pygov.Governance, pg_dsn: st
         detail = json.loads(info.value.diag.message_detail or "{}")
         assert detail["model_name"] == "public.Odd Table" and detail["object_id"] == "1"
         conn.execute('UPDATE "Odd Table" SET qty = 5 WHERE id = 2')
+
+
+def test_scan_racing_an_uncommitted_quarantine_keeps_one_open_record(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as setup:
+        setup.execute("CREATE TABLE fee (id int PRIMARY KEY)")
+        setup.execute("CREATE TABLE entry (id int PRIMARY KEY, fee_id int)")
+        setup.execute("INSERT INTO entry VALUES (11, 7), (13, 8)")
+    with psycopg.connect(pg_dsn) as holder:
+        holder.execute(
+            "SELECT governance.quarantine_data('public.entry', '11', 'ORPHANED_RECORD', 'by hand')"
+        )
+        result: list[Any] = []
+        scanner = threading.Thread(
+            target=lambda: result.append(pg_gov.quarantine.scan_orphans("entry", "fee_id", "fee"))
+        )
+        scanner.start()
+        # the scan's INSERT now waits on the uncommitted record of object 11
+        with psycopg.connect(pg_dsn, autocommit=True) as watch:
+            waiting = 0
+            for _ in range(2000):
+                (waiting,) = watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE '%scan_orphans%'"
+                ).fetchone()  # type: ignore[misc]
+                if waiting or not scanner.is_alive():
+                    break
+                time.sleep(0.005)
+            assert waiting == 1
+        holder.commit()
+        scanner.join()
+    assert result == [1]
+    found = {(r.object_id, r.reason) for r in pg_gov.quarantine.list(status="OPEN")}
+    assert found == {("11", "by hand"), ("13", "fee_id = 8 has no match in public.fee.id")}

@@ -54,7 +54,6 @@ CREATE TABLE governance_quarantine_record (
 CREATE UNIQUE INDEX governance_quarantine_record_open_key
     ON governance_quarantine_record (model_name, object_id, corruption_type)
     WHERE status <> 'RESOLVED';
-CREATE INDEX governance_quarantine_record_status_idx
-    ON governance_quarantine_record (status, id);
-CREATE INDEX governance_quarantine_record_object_idx
-    ON governance_quarantine_record (model_name, object_id, corruption_type);
+CREATE INDEX governance_quarantine_record_false_positive_idx
+    ON governance_quarantine_record (model_name, object_id, corruption_type)
+    WHERE resolution = 'FALSE_POSITIVE';

@@ -269,6 +269,7 @@ def _snapshot_sql(columns: list[tuple[str, str, int]], table: str) -> str:
 
 def _scan(
     conn: SqliteConnection,
+    scanner: str,
     table: str,
     columns: list[tuple[str, str, int]],
     keys: list[str],
@@ -276,26 +277,41 @@ def _scan(
     where_sql: str,
     reason_sql: str,
 ) -> list[Row]:
-    """The one set-based INSERT ... SELECT behind every scanner (see governance._quarantine_scan);
-    each record it creates is then audited."""
-    inserted = conn.execute(
-        "INSERT INTO governance_quarantine_record (model_name, object_id, corruption_type,"
-        " reason, original_data, quarantined_by, quarantined_at)"
-        " SELECT :model, f.object_id, :type, f.reason, f.snapshot, :actor, :now FROM ("
-        f"   SELECT {object_id_sql('c', keys)} AS object_id,"
-        f"          {_snapshot_sql(columns, table)} AS snapshot, {reason_sql} AS reason"
-        f"     FROM {_ident(table)} AS c WHERE {where_sql}) AS f"
-        " WHERE NOT EXISTS (SELECT 1 FROM governance_quarantine_record o"
-        "   WHERE o.model_name = :model AND o.object_id = f.object_id"
-        "     AND o.corruption_type = :type"
-        "     AND (o.status <> 'RESOLVED' OR o.resolution = 'FALSE_POSITIVE'))"
-        " ON CONFLICT (model_name, object_id, corruption_type) WHERE status <> 'RESOLVED'"
-        f" DO NOTHING RETURNING {_COLUMNS}",
-        {"model": table, "type": corruption_type, "actor": _actor(conn), "now": _now()},
-    ).fetchall()
-    for rec in inserted:
-        _audit(conn, "scan", None, _row(rec))
-    return [(len(inserted),)]
+    """The one set-based INSERT ... SELECT behind every scanner, and one audit row listing the
+    records it created (see governance._quarantine_scan)."""
+    record_ids = [
+        row[0]
+        for row in conn.execute(
+            "INSERT INTO governance_quarantine_record (model_name, object_id, corruption_type,"
+            " reason, original_data, quarantined_by, quarantined_at)"
+            " SELECT :model, f.object_id, :type, f.reason, f.snapshot, :actor, :now FROM ("
+            f"   SELECT {object_id_sql('c', keys)} AS object_id,"
+            f"          {_snapshot_sql(columns, table)} AS snapshot, {reason_sql} AS reason"
+            f"     FROM {_ident(table)} AS c WHERE {where_sql}) AS f"
+            " WHERE NOT EXISTS (SELECT 1 FROM governance_quarantine_record o"
+            "   WHERE o.model_name = :model AND o.object_id = f.object_id"
+            "     AND o.corruption_type = :type AND o.resolution = 'FALSE_POSITIVE')"
+            " ON CONFLICT (model_name, object_id, corruption_type) WHERE status <> 'RESOLVED'"
+            " DO NOTHING RETURNING id",
+            {"model": table, "type": corruption_type, "actor": _actor(conn), "now": _now()},
+        )
+    ]
+    if record_ids:
+        write_audit(
+            conn,
+            "governance.quarantine_record",
+            None,
+            "CREATE",
+            extra={
+                "action": "scan",
+                "scanner": scanner,
+                "quarantined_model": table,
+                "corruption_type": corruption_type,
+                "count": len(record_ids),
+                "record_ids": sorted(record_ids),
+            },
+        )
+    return [(len(record_ids),)]
 
 
 def _prefix(reason: str | None, detail: str) -> str:
@@ -326,7 +342,9 @@ def _scan_orphans(
         f"{_literal(_prefix(reason, fk_col + ' = '))} || CAST(c.{_ident(fk_col)} AS TEXT) || "
         f"{_literal(' has no match in ' + parent_table + '.' + parent_col)}"
     )
-    return _scan(conn, child_table, columns, keys, corruption_type, where, reason_sql)
+    return _scan(
+        conn, "scan_orphans", child_table, columns, keys, corruption_type, where, reason_sql
+    )
 
 
 def _scan_negative(
@@ -347,7 +365,16 @@ def _scan_negative(
         f"{_literal(_prefix(reason, col + ' = '))} || CAST(c.{_ident(col)} AS TEXT) || "
         "' is below zero'"
     )
-    return _scan(conn, table, columns, keys, corruption_type, f"c.{_ident(col)} < 0", reason_sql)
+    return _scan(
+        conn,
+        "scan_negative",
+        table,
+        columns,
+        keys,
+        corruption_type,
+        f"c.{_ident(col)} < 0",
+        reason_sql,
+    )
 
 
 def scan_orphans(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
