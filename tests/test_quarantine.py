@@ -474,6 +474,22 @@ def test_hostile_names_are_quoted_or_refused(gov: Any, tables: Backend) -> None:
     assert len(records(tables)) == 3
 
 
+def test_object_ids_match_the_audit_trail_of_the_same_rows(gov: Any, tables: Backend) -> None:
+    """A quarantined row and its audit history name the object the same way."""
+    with gov.context(**ADMIN):
+        gov.audit.enable("stock")
+    gov.quarantine.negative_stock("stock")
+    with gov.transaction() as tx:
+        tables.execute(tx, "UPDATE stock SET quantity = quantity - 1 WHERE quantity < 0")
+    audited = {
+        row["object_id"]
+        for row in audit_rows(
+            tables, "model_name = ? AND operation = 'UPDATE'", (model(tables, "stock"),)
+        )
+    }
+    assert audited == {r.object_id for r in gov.quarantine.list()} == {"pen:B%3A1", "ink%25:A"}
+
+
 # --- the guard --------------------------------------------------------------------------------
 
 

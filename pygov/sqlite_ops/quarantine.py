@@ -7,10 +7,19 @@ against the catalogue (``sqlite_master``, ``pragma_table_info``) and then quoted
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from pygov.errors import AuthorityViolationError, QuarantineError, ValidationError
-from pygov.sqlite_ops.audit import loads, write_audit
+from pygov.sqlite_ops.audit import (
+    _json_row,
+    _object_id_sql,
+    loads,
+    parse_table_name,
+    quote_ident,
+    quote_literal,
+    write_audit,
+)
 
 if TYPE_CHECKING:
     from pygov._core import Row
@@ -31,15 +40,6 @@ def _now() -> str:
     from pygov._sqlite import now_text
 
     return now_text()
-
-
-def _ident(name: str) -> str:
-    """A quoted SQLite identifier (the equivalent of PostgreSQL's format('%I'))."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _row(rec: Any) -> Row:
@@ -209,14 +209,19 @@ def list_records(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
 
 
 def _table(conn: SqliteConnection, name: str, field: str) -> str:
-    """The table's stored name (SQLite names are case-insensitive); GV002 when there is none."""
-    found = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
-        (name,),
-    ).fetchone()
-    if found is None:
-        raise ValidationError(f"{field} names no table", {"field": field, "table": name})
-    return str(found[0])
+    """The table a name designates, as stored: the name read as SQL (``t``, ``"odd name"``),
+    else taken as the exact name, like governance.resolve_relation; GV002 when none."""
+    candidates = [name]
+    with suppress(ValidationError):  # not SQL name syntax: only the raw name
+        candidates.insert(0, parse_table_name(name))
+    for candidate in candidates:
+        found = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+            (candidate,),
+        ).fetchone()
+        if found is not None:
+            return str(found[0])
+    raise ValidationError(f"{field} names no table", {"field": field, "table": name})
 
 
 def _columns(conn: SqliteConnection, table: str) -> list[tuple[str, str, int]]:
@@ -246,25 +251,13 @@ def _key_columns(columns: list[tuple[str, str, int]], table: str, field: str) ->
     return keys
 
 
-def object_id_sql(alias: str, keys: list[str]) -> str:
-    """The SQL of a row's object_id: the key's text, or the escaped parts joined by ':'."""
-    if len(keys) == 1:
-        return f"CAST({alias}.{_ident(keys[0])} AS TEXT)"
-    parts = (
-        f"replace(replace(coalesce(CAST({alias}.{_ident(k)} AS TEXT), ''), '%', '%25'), ':', '%3A')"
-        for k in keys
-    )
-    return " || ':' || ".join(parts)
-
-
 def _snapshot_sql(columns: list[tuple[str, str, int]], table: str) -> str:
     if len(columns) > _MAX_SNAPSHOT_COLUMNS:
         raise ValidationError(
             f"SQLite can snapshot tables of at most {_MAX_SNAPSHOT_COLUMNS} columns",
             {"table": table, "columns": len(columns)},
         )
-    pairs = ", ".join(f"{_literal(col)}, c.{_ident(col)}" for col, _type, _pk in columns)
-    return f"json_object({pairs})"
+    return _json_row("c", [col for col, _type, _pk in columns])
 
 
 def _scan(
@@ -285,9 +278,9 @@ def _scan(
             "INSERT INTO governance_quarantine_record (model_name, object_id, corruption_type,"
             " reason, original_data, quarantined_by, quarantined_at)"
             " SELECT :model, f.object_id, :type, f.reason, f.snapshot, :actor, :now FROM ("
-            f"   SELECT {object_id_sql('c', keys)} AS object_id,"
+            f"   SELECT {_object_id_sql('c', keys)} AS object_id,"
             f"          {_snapshot_sql(columns, table)} AS snapshot, {reason_sql} AS reason"
-            f"     FROM {_ident(table)} AS c WHERE {where_sql}) AS f"
+            f"     FROM {quote_ident(table)} AS c WHERE {where_sql}) AS f"
             " WHERE NOT EXISTS (SELECT 1 FROM governance_quarantine_record o"
             "   WHERE o.model_name = :model AND o.object_id = f.object_id"
             "     AND o.corruption_type = :type AND o.resolution = 'FALSE_POSITIVE')"
@@ -334,13 +327,14 @@ def _scan_orphans(
     keys = _key_columns(columns, child_table, "child_table")
     fk_col = _column(columns, fk, "fk_column", child_table)
     parent_col = _column(_columns(conn, parent_table), parent_column, "parent_column", parent)
+    fk_sql = f"c.{quote_ident(fk_col)}"
     where = (
-        f"c.{_ident(fk_col)} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {_ident(parent_table)} AS p"
-        f" WHERE p.{_ident(parent_col)} = c.{_ident(fk_col)})"
+        f"{fk_sql} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {quote_ident(parent_table)} AS p"
+        f" WHERE p.{quote_ident(parent_col)} = {fk_sql})"
     )
     reason_sql = (
-        f"{_literal(_prefix(reason, fk_col + ' = '))} || CAST(c.{_ident(fk_col)} AS TEXT) || "
-        f"{_literal(' has no match in ' + parent_table + '.' + parent_col)}"
+        f"{quote_literal(_prefix(reason, fk_col + ' = '))} || CAST({fk_sql} AS TEXT) || "
+        f"{quote_literal(' has no match in ' + parent_table + '.' + parent_col)}"
     )
     return _scan(
         conn, "scan_orphans", child_table, columns, keys, corruption_type, where, reason_sql
@@ -362,7 +356,7 @@ def _scan_negative(
             "column must be numeric", {"field": "column", "column": col, "type": declared}
         )
     reason_sql = (
-        f"{_literal(_prefix(reason, col + ' = '))} || CAST(c.{_ident(col)} AS TEXT) || "
+        f"{quote_literal(_prefix(reason, col + ' = '))} || CAST(c.{quote_ident(col)} AS TEXT) || "
         "' is below zero'"
     )
     return _scan(
@@ -372,7 +366,7 @@ def _scan_negative(
         columns,
         keys,
         corruption_type,
-        f"c.{_ident(col)} < 0",
+        f"c.{quote_ident(col)} < 0",
         reason_sql,
     )
 
@@ -404,8 +398,8 @@ def negative_stock(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
 
 def _guard_names(table: str) -> tuple[str, str]:
     return (
-        _ident(f"governance_quarantine_guard_update_{table}"),
-        _ident(f"governance_quarantine_guard_delete_{table}"),
+        quote_ident(f"governance_quarantine_guard_update_{table}"),
+        quote_ident(f"governance_quarantine_guard_delete_{table}"),
     )
 
 
@@ -414,16 +408,16 @@ def enable_guard(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
     _require_admin(conn, "enable_quarantine_guard")
     table = _table(conn, name, "table")
     keys = _key_columns(_columns(conn, table), table, "table")
-    message = _literal(
+    message = quote_literal(
         "GV005: the row is quarantined: writes are refused until its quarantine record is resolved"
     )
     for trigger, event in zip(_guard_names(table), ("UPDATE", "DELETE"), strict=True):
         conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         conn.execute(
-            f"CREATE TRIGGER {trigger} BEFORE {event} ON {_ident(table)} FOR EACH ROW"
+            f"CREATE TRIGGER {trigger} BEFORE {event} ON {quote_ident(table)} FOR EACH ROW"
             " WHEN EXISTS (SELECT 1 FROM governance_quarantine_record q"
-            f"   WHERE q.model_name = {_literal(table)}"
-            f"     AND q.object_id = {object_id_sql('OLD', keys)} AND q.status <> 'RESOLVED')"
+            f"   WHERE q.model_name = {quote_literal(table)}"
+            f"     AND q.object_id = {_object_id_sql('OLD', keys)} AND q.status <> 'RESOLVED')"
             f" BEGIN SELECT RAISE(ABORT, {message}); END"
         )
     return [(True,)]
