@@ -1,11 +1,14 @@
 -- Quarantine: isolate corrupt rows, scan tables for them, resolve them through a review
 -- workflow (QUARANTINED -> UNDER_REVIEW -> RESOLVED). Every transition is written to the audit
--- trail (governance.log_operation) as model 'governance.quarantine_record'.
+-- trail (governance.log_operation) as model 'governance.quarantine_record': one row per
+-- quarantine_data, review and resolution (object_id = the record's id), one row per scan that
+-- created records (object_id NULL, the record ids in extra.record_ids).
 --
 -- Row identity: a quarantined row's object_id is its primary key in text form, as
--- governance.row_object_id computes it from the row's JSON; the scanners and the guard trigger
--- both use that function, so an application quarantining by hand must pass the same text
--- (for a one-column key, simply the key's value: '42', 'notebook').
+-- governance.row_object_id computes it from the row's JSON (the same text the audit trail's
+-- triggers record); the scanners and the guard trigger both use it, so an application
+-- quarantining by hand passes the same text: for a one-column key simply its value ('42',
+-- 'notebook'), for a composite key pygov.audit.object_key(...).
 --
 -- Table names: the public scanner and guard functions are SECURITY INVOKER so that a name is
 -- resolved with the caller's search_path and visibility; they hand a regclass to a SECURITY

@@ -666,3 +666,26 @@ def test_scan_racing_an_uncommitted_quarantine_keeps_one_open_record(
     assert result == [1]
     found = {(r.object_id, r.reason) for r in pg_gov.quarantine.list(status="OPEN")}
     assert found == {("11", "by hand"), ("13", "fee_id = 8 has no match in public.fee.id")}
+
+
+def test_a_corruption_type_in_use_cannot_be_deleted_or_renamed(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    with pg_gov.context(**ADMIN):
+        pg_gov.quarantine.add_corruption_type("STALE_RATE", "old rate")
+        pg_gov.quarantine.add_corruption_type("UNUSED", "never used")
+    pg_gov.quarantine.quarantine_data("fx.rate", "EURUSD", "STALE_RATE", "old")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for statement in (
+            "DELETE FROM governance.corruption_type WHERE code = 'STALE_RATE'",
+            "UPDATE governance.corruption_type SET code = 'RATE' WHERE code = 'STALE_RATE'",
+        ):
+            with pytest.raises(psycopg.Error) as info:
+                conn.execute(statement)
+            assert info.value.sqlstate == "GV002"
+        conn.execute(
+            "UPDATE governance.corruption_type SET description = 'x' WHERE code = 'STALE_RATE'"
+        )
+        conn.execute("DELETE FROM governance.corruption_type WHERE code = 'UNUSED'")
+    assert "UNUSED" not in pg_gov.quarantine.corruption_types()
+    assert pg_gov.quarantine.corruption_types()["STALE_RATE"] == "x"
