@@ -689,3 +689,15 @@ def test_a_corruption_type_in_use_cannot_be_deleted_or_renamed(
         conn.execute("DELETE FROM governance.corruption_type WHERE code = 'UNUSED'")
     assert "UNUSED" not in pg_gov.quarantine.corruption_types()
     assert pg_gov.quarantine.corruption_types()["STALE_RATE"] == "x"
+
+
+@pytest.mark.parametrize("which", ["pg_gov", "sqlite_gov"])
+def test_demo_step_claims_hold(which: str, request: pytest.FixtureRequest) -> None:
+    from pygov.demo import Demo, schema, step_quarantine
+
+    lines: list[str] = []
+    demo = Demo(request.getfixturevalue(which), lines.append)
+    schema.create(demo)
+    step_quarantine.run(demo)
+    assert demo.failures == [], "\n".join(lines)
+    assert sum("✔" in line for line in lines) == 8
