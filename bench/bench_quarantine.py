@@ -23,7 +23,7 @@ from bench.common import BenchServer, Result, timed
 CHILD_ROWS = 1_000_000
 PARENT_ROWS = 100_000
 ORPHANS = CHILD_ROWS // 100
-ROUNDS = 5
+ROUNDS = 7
 
 # The shapes of the demo's student_fee and journal_entry; every 100th entry's fee is missing.
 PG_SETUP = f"""

@@ -6,7 +6,8 @@ its primary key; for a composite key the parts joined by ``:``, see
 snapshot of it. At most one record per (model, object, type) is open. The workflow is
 QUARANTINED -> UNDER_REVIEW -> RESOLVED (REPAIRED, DISCARDED or FALSE_POSITIVE); resolving needs
 ``governance_admin`` (on SQLite, a context with ``superuser=True``) and every transition is
-written to the audit trail as model ``governance.quarantine_record``.
+written to the audit trail as model ``governance.quarantine_record`` (object_id = the record's
+id; a scan writes one row for all the records it created, their ids in ``extra.record_ids``).
 
 The plans below are shared by the sync (:class:`Quarantine`) and async (:class:`AsyncQuarantine`)
 namespaces; every method is one SQL function call.
