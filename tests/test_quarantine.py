@@ -701,3 +701,17 @@ def test_demo_step_claims_hold(which: str, request: pytest.FixtureRequest) -> No
     step_quarantine.run(demo)
     assert demo.failures == [], "\n".join(lines)
     assert sum("✔" in line for line in lines) == 8
+
+
+def test_sqlite_admin_duties_need_a_superuser_context(sqlite_gov: pygov.Governance) -> None:
+    record_id = sqlite_gov.quarantine.quarantine_data("m.t", "1", "OTHER", "odd")
+    with sqlite_gov.context(user="clerk"):
+        with pytest.raises(AuthorityViolationError) as info:
+            sqlite_gov.quarantine.resolve(record_id, "fixed")
+        assert info.value.context == {"action": "resolve_quarantine"}
+        with pytest.raises(AuthorityViolationError):
+            sqlite_gov.quarantine.add_corruption_type("MINE", "mine")
+        assert sqlite_gov.quarantine.start_review(record_id).reviewed_by == "clerk"
+    rec = sqlite_gov.quarantine.get(record_id)
+    assert rec is not None and rec.status == "UNDER_REVIEW"
+    assert "MINE" not in sqlite_gov.quarantine.corruption_types()
