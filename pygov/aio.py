@@ -51,7 +51,10 @@ class AsyncGovernance:
             try:
                 rows = await self._backend.fetch(call.statement, call.args, call.conn)
             except GovernanceError as exc:
-                exc.context.setdefault("call", name)  # which operation failed
+                if "sqlstate" in exc.context:
+                    # A driver or server error (timeout, lost connection ...): say which
+                    # operation it hit. Domain errors keep the context their code gave them.
+                    exc.context.setdefault("call", name)
                 raise
         try:
             return call.result(rows)

@@ -128,7 +128,10 @@ AS $$
         || ':' || governance.key_part(p_movement_type) || ':' || governance.key_part(p_reference)
 $$;
 
+-- raise_error too: caller-rights functions (governance.resolve_relation ...) raise their GV
+-- errors through it, and it does nothing a caller could not do with RAISE.
 GRANT EXECUTE ON FUNCTION
+    governance.raise_error(text, text, jsonb),
     governance.apply_context(jsonb), governance.ctx(text), governance.ctx_ip(),
     governance.caller_role(), governance.caller_is_admin(),
     governance.key_part(text), governance.journal_entry_key(text, text, text, text),

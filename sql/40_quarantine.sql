@@ -13,7 +13,9 @@
 -- Table names: the public scanner and guard functions are SECURITY INVOKER so that a name is
 -- resolved with the caller's search_path and visibility; they hand a regclass to a SECURITY
 -- DEFINER worker that checks the caller's privileges on it before reading or changing anything.
--- As in 00_core.sql, only SECURITY DEFINER functions pin search_path.
+-- As in 00_core.sql, only SECURITY DEFINER functions pin search_path; the others name the
+-- built-ins they call as pg_catalog.*, so that no overload planted in the caller's schemas
+-- (public.cardinality(text[]), public.jsonb_build_object(text, ...)) is ever chosen.
 
 -- governance._composite_object_id(row, key_columns): the key values joined with ':'.
 CREATE OR REPLACE FUNCTION governance._composite_object_id(p_row jsonb, p_key_columns text[])
@@ -22,8 +24,8 @@ LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 AS $$
-    SELECT string_agg(governance.key_part(p_row ->> k.col), ':' ORDER BY k.i)
-      FROM unnest(p_key_columns) WITH ORDINALITY AS k(col, i)
+    SELECT pg_catalog.string_agg(governance.key_part(p_row ->> k.col), ':' ORDER BY k.i)
+      FROM pg_catalog.unnest(p_key_columns) WITH ORDINALITY AS k(col, i)
 $$;
 
 -- governance.row_object_id(row, key_columns): the object_id of a row given as jsonb. One key
@@ -35,7 +37,7 @@ LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 AS $$
-    SELECT CASE WHEN cardinality(p_key_columns) = 1 THEN p_row ->> p_key_columns[1]
+    SELECT CASE WHEN pg_catalog.cardinality(p_key_columns) = 1 THEN p_row ->> p_key_columns[1]
                 ELSE governance._composite_object_id(p_row, p_key_columns) END
 $$;
 
@@ -51,9 +53,9 @@ AS $$
 DECLARE
     v regclass;
 BEGIN
-    IF p_name IS NULL OR btrim(p_name) = '' OR length(p_name) > 500 THEN
+    IF p_name IS NULL OR pg_catalog.btrim(p_name) = '' OR pg_catalog.length(p_name) > 500 THEN
         PERFORM governance.raise_error('GV002', p_field || ' must be a table name',
-            jsonb_build_object('field', p_field, 'table', p_name));
+            pg_catalog.jsonb_build_object('field', p_field, 'table', p_name));
     END IF;
     BEGIN
         v := pg_catalog.to_regclass(p_name);
@@ -65,7 +67,7 @@ BEGIN
     END IF;
     IF v IS NULL THEN
         PERFORM governance.raise_error('GV002', p_field || ' names no table the caller can see',
-            jsonb_build_object('field', p_field, 'table', p_name));
+            pg_catalog.jsonb_build_object('field', p_field, 'table', p_name));
     END IF;
     RETURN v;
 END
@@ -88,7 +90,7 @@ RETURNS text
 LANGUAGE sql
 STABLE
 AS $$
-    SELECT format('%I.%I', n.nspname, c.relname)
+    SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = p_table
 $$;
@@ -812,6 +814,9 @@ GRANT EXECUTE ON FUNCTION
     governance.add_corruption_type(text, text, jsonb),
     governance.list_corruption_types()
 TO governance_app, governance_admin;
+-- row_object_id runs with the caller's rights: what it calls must be executable too.
+GRANT EXECUTE ON FUNCTION governance._composite_object_id(jsonb, text[])
+TO governance_app, governance_admin, governance_auditor;
 GRANT EXECUTE ON FUNCTION
     governance.row_object_id(jsonb, text[]),
     governance.get_quarantine_record(bigint),

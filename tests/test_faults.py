@@ -155,6 +155,123 @@ def test_killed_mid_work_async_leaves_nothing_half_applied(ledger_dsn: str, pg_s
     asyncio.run(scenario())
 
 
+# --- a backend killed while an audited bulk write or a seal is under way -----------------------
+
+
+def kill_when_waiting(admin_dsn: str, pid: int) -> threading.Thread:
+    """In the background: once backend ``pid`` waits for a lock, terminate it."""
+
+    def run() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            waiting = rows(
+                admin_dsn,
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                (pid,),
+            )
+            if waiting:
+                terminate(admin_dsn, pid)
+                return
+            time.sleep(0.01)  # polling an observable condition, not guessing a duration
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+BLOCKER = 4242  # the advisory lock a doomed transaction is made to wait for
+
+
+@pytest.fixture
+def audited_items(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An audited table public.items, and a session holding advisory lock BLOCKER: a
+    transaction that then asks for it waits, mid-way, until we kill it. (A session lock
+    outside any transaction: it holds back no snapshot, so seals still see every row.)"""
+    rows(pg_dsn, "CREATE TABLE public.items (id int PRIMARY KEY, qty int NOT NULL)")
+    gov = pygov.connect(pg_dsn, pool_min_size=0)
+    try:
+        gov.audit.enable("public.items")
+    finally:
+        gov.close()
+    holder = psycopg.connect(pg_dsn, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s)", (BLOCKER,))
+    try:
+        yield holder
+    finally:
+        holder.close()
+
+
+WAIT_FOR_BLOCKER = f"SELECT pg_advisory_xact_lock({BLOCKER})"
+
+
+def audit_rows(dsn: str) -> list[tuple[Any, ...]]:
+    return rows(dsn, "SELECT id, operation, object_id FROM governance.audit_trail ORDER BY id")
+
+
+def test_killed_mid_audited_bulk_write_leaves_neither_rows_nor_audit(
+    pg_dsn: str, pg_server: Any, audited_items: Any
+) -> None:
+    trail = audit_rows(pg_dsn)
+    gov = pygov.connect(pg_dsn, pool_max_size=4)
+    try:
+        with (
+            pytest.raises(GovernanceError) as info,
+            gov.context(user="bulk"),
+            gov.transaction() as tx,
+        ):
+            tx.execute("INSERT INTO public.items SELECT g, g FROM generate_series(1, 20000) g")
+            tx.execute("UPDATE public.items SET qty = qty + 1 WHERE id <= 5000")
+            killer = kill_when_waiting(pg_server.admin_dsn, tx.info.backend_pid)
+            tx.execute(WAIT_FOR_BLOCKER)  # waits, and is killed
+        killer.join()
+        assert_connection_lost(info.value)
+        assert rows(pg_dsn, "SELECT count(*) FROM public.items") == [(0,)]
+        assert audit_rows(pg_dsn) == trail  # not one of the 25 000 audit rows remains
+        # The same write goes through without the fault; the trail verifies.
+        with gov.context(user="bulk"), gov.transaction() as tx:
+            tx.execute("INSERT INTO public.items SELECT g, g FROM generate_series(1, 20000) g")
+        assert len(audit_rows(pg_dsn)) == len(trail) + 20000
+        gov.audit.seal()
+        assert gov.audit.verify().ok
+    finally:
+        gov.close()
+
+
+def test_killed_mid_seal_leaves_no_partial_seal(
+    pg_dsn: str, pg_server: Any, audited_items: Any
+) -> None:
+    gov = pygov.connect(pg_dsn, pool_max_size=4)
+    try:
+        for n in range(50):
+            gov.audit.log_operation("seal.test", n, "CREATE", after_data={"n": n})
+        # Killed while its transaction, which holds a fresh seal, waits for a lock.
+        with pytest.raises(GovernanceError) as info, gov.transaction() as tx:
+            sealed = gov.audit.seal(conn=tx)
+            assert sealed and sum(s.row_count for s in sealed) >= 50
+            killer = kill_when_waiting(pg_server.admin_dsn, tx.info.backend_pid)
+            tx.execute(WAIT_FOR_BLOCKER)
+        killer.join()
+        assert_connection_lost(info.value)
+        assert rows(pg_dsn, "SELECT count(*) FROM governance.audit_seal") == [(0,)]
+        # Killed while waiting for its turn to seal (another sealer holds the lock).
+        with psycopg.connect(pg_dsn) as sealer:
+            sealer.execute("SELECT pg_advisory_xact_lock(hashtext('governance.seal_audit'))")
+            with pytest.raises(GovernanceError) as info, gov.transaction() as tx:
+                killer = kill_when_waiting(pg_server.admin_dsn, tx.info.backend_pid)
+                gov.audit.seal(conn=tx)
+            killer.join()
+            assert_connection_lost(info.value)
+        assert rows(pg_dsn, "SELECT count(*) FROM governance.audit_seal") == [(0,)]
+        # Sealing again seals everything once, and the chain verifies.
+        again = gov.audit.seal()
+        assert sum(s.row_count for s in again) == sum(s.row_count for s in sealed)
+        assert gov.audit.seal() == []
+        result = gov.audit.verify()
+        assert result.ok and result.rows_checked >= 50
+    finally:
+        gov.close()
+
+
 # --- idle pooled connections killed under the pool's feet -----------------------------------
 
 

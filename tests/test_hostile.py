@@ -188,6 +188,9 @@ class Seed:
         self.audit_id = gov.audit.log_operation(
             "seed.model", 1, "UPDATE", before_data={"v": 1}, after_data={"v": 2}
         )
+        self.quarantine_id = gov.quarantine.quarantine_data(
+            "seed.model", 1, "OTHER", "seeded", {"v": 2}
+        )
         self.backend.query("CREATE TABLE bait (id integer PRIMARY KEY)")
         self.backend.query("INSERT INTO bait VALUES (1)")
         self.before = self.snapshot()
@@ -200,6 +203,9 @@ class Seed:
                 ("seed⚑",),
             ),
             self.backend.query(f"SELECT * FROM {t('audit_trail')} WHERE id = ?", (self.audit_id,)),
+            self.backend.query(
+                f"SELECT * FROM {t('quarantine_record')} WHERE id = ?", (self.quarantine_id,)
+            ),
             self.backend.query("SELECT * FROM bait"),
         )
 
@@ -505,6 +511,8 @@ HOSTILE_TABLES = [
     "ünïcödé 表",
 ]
 HOSTILE_COLUMNS = ['c"; DROP TABLE bait; --', "c'q", "Mixed Col", "select"]
+HOSTILE_NUMBER = 'n"; DROP TABLE bait; --'
+HOSTILE_REFERENCE = "fk'); DROP TABLE bait; --"
 
 
 def quoted(name: str) -> str:
@@ -515,6 +523,7 @@ def quoted(name: str) -> str:
 def hostile_tables(backend: Backend, seed: Seed) -> Iterator[list[str]]:
     """Tables whose names and columns are injection attempts, created correctly quoted."""
     columns = ", ".join(f"{quoted(c)} text" for c in HOSTILE_COLUMNS)
+    columns += f", {quoted(HOSTILE_NUMBER)} integer, {quoted(HOSTILE_REFERENCE)} integer"
     for name in HOSTILE_TABLES:
         backend.query(f"CREATE TABLE {quoted(name)} (id integer PRIMARY KEY, {columns})")
     yield HOSTILE_TABLES
@@ -549,6 +558,46 @@ def test_hostile_table_and_column_names_are_audited_as_the_names_they_are(
             )
 
 
+def test_scanners_and_guard_take_hostile_names_as_the_names_they_are(
+    gov: Any, backend: Backend, hostile_tables: list[str]
+) -> None:
+    parent = quoted(hostile_tables[0])
+    for name in hostile_tables:
+        table = quoted(name)
+        with gov.transaction() as tx:
+            backend.execute(
+                tx,
+                f"INSERT INTO {table} (id, {quoted(HOSTILE_NUMBER)}, {quoted(HOSTILE_REFERENCE)})"
+                " VALUES (101, -5, 999), (102, 3, NULL)",
+            )
+        with admin_context(gov):
+            assert gov.quarantine.scan_negative(table, HOSTILE_NUMBER) == 1
+            assert gov.quarantine.negative_stock(table, HOSTILE_NUMBER) == 1
+            # Row 101 points at a parent 999 that does not exist (NULL is no reference).
+            assert gov.quarantine.scan_orphans(table, HOSTILE_REFERENCE, parent) == 1
+            assert gov.quarantine.orphaned_journal_entry(table, HOSTILE_REFERENCE, parent) == 0
+            assert gov.quarantine.scan_negative(table, HOSTILE_NUMBER) == 0  # idempotent
+            assert gov.quarantine.guard(table) is True
+            with pytest.raises(pygov.QuarantineError), gov.transaction() as tx:
+                backend.execute(
+                    tx, f"UPDATE {table} SET {quoted(HOSTILE_NUMBER)} = 0 WHERE id = 101"
+                )
+            with gov.transaction() as tx:  # a row without an open record is not guarded
+                backend.execute(
+                    tx, f"UPDATE {table} SET {quoted(HOSTILE_NUMBER)} = 4 WHERE id = 102"
+                )
+            assert gov.quarantine.unguard(table) is False  # the guard's new state: off
+            with gov.transaction() as tx:
+                backend.execute(
+                    tx, f"UPDATE {table} SET {quoted(HOSTILE_NUMBER)} = 0 WHERE id = 101"
+                )
+        for column in ("nope", HOSTILE_COLUMNS[0] + "x", 'n"', ""):
+            with admin_context(gov), pytest.raises(ValidationError):
+                gov.quarantine.scan_negative(table, column)
+    open_ids = {r.object_id for r in gov.quarantine.list("OPEN") if r.model_name != "seed.model"}
+    assert open_ids == {"101"}
+
+
 def test_unquoted_names_resolve_as_sql_would(gov: Any, backend: Backend, seed: Seed) -> None:
     backend.query("CREATE TABLE Orders (id integer PRIMARY KEY, total integer)")
     for written in ("Orders", "orders", "ORDERS"):
@@ -573,6 +622,66 @@ def test_enable_and_disable_survive_hostile_identifiers(
         )
     )
     attempt(lambda: gov.audit.disable(table))
+    seed.check()
+
+
+RECORD_ID = st.one_of(st.integers(max_value=0), st.integers(min_value=2**40, max_value=2**70), JUNK)
+
+
+@CI
+@given(
+    model=TEXT_ARG,
+    object_id=OBJECT_ID,
+    kind=mostly(st.sampled_from(["ORPHANED_RECORD", "INVALID_STATE", "OTHER"])),
+    reason=TEXT_ARG,
+    data=PAYLOAD,
+    notes=TEXT_ARG,
+    resolution=mostly(st.sampled_from(["REPAIRED", "DISCARDED", "FALSE_POSITIVE"])),
+    other_id=RECORD_ID,
+    status=mostly(st.sampled_from([None, "OPEN", "QUARANTINED", "RESOLVED"])),
+)
+def test_quarantine_workflow(
+    gov: Any,
+    seed: Seed,
+    model: Any,
+    object_id: Any,
+    kind: Any,
+    reason: Any,
+    data: Any,
+    notes: Any,
+    resolution: Any,
+    other_id: Any,
+    status: Any,
+) -> None:
+    new_id = attempt(lambda: gov.quarantine.quarantine_data(model, object_id, kind, reason, data))
+    for record_id in (new_id, other_id):  # ours, or one that cannot be the seed's
+        if isinstance(record_id, GovernanceError):
+            continue
+        attempt(lambda r=record_id: gov.quarantine.start_review(r))
+        with admin_context(gov):
+            attempt(lambda r=record_id: gov.quarantine.resolve(r, notes, resolution))
+        attempt(lambda r=record_id: gov.quarantine.get(r))
+    attempt(lambda: gov.quarantine.list(status, model_name=model, corruption_type=kind, limit=5))
+    with admin_context(gov):
+        attempt(lambda: gov.quarantine.add_corruption_type(kind, reason))
+    seed.check()
+
+
+NAMES = st.one_of(TEXT_ARG, st.sampled_from([quoted(t) for t in HOSTILE_TABLES] + INJECTIONS))
+
+
+@CI
+@given(table=NAMES, column=NAMES, parent=NAMES, parent_column=NAMES, kind=TEXT_ARG)
+def test_scanners_survive_hostile_identifiers(
+    gov: Any, seed: Seed, table: Any, column: Any, parent: Any, parent_column: Any, kind: Any
+) -> None:
+    with admin_context(gov):
+        attempt(lambda: gov.quarantine.scan_negative(table, column, corruption_type=kind))
+        attempt(lambda: gov.quarantine.scan_orphans(table, column, parent, parent_column))
+        attempt(lambda: gov.quarantine.orphaned_journal_entry(table, column, parent))
+        attempt(lambda: gov.quarantine.negative_stock(table, column))
+        if attempt(lambda: gov.quarantine.guard(table)) is True:
+            assert gov.quarantine.unguard(table) is False
     seed.check()
 
 

@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 import pygov
-from pygov.errors import AuthorityViolationError
+from pygov.errors import AuthorityViolationError, ValidationError
 from tests.reliability import login_role, rows, with_params
 
 GOVERNANCE_ROLES = ("governance_app", "governance_auditor", "governance_admin")
@@ -249,6 +249,47 @@ def test_admin_does_its_duties(admin_dsn: str, pg_dsn: str) -> None:
     assert rows(pg_dsn, "SELECT operation_type FROM governance.idempotency_record") == [("live",)]
 
 
+def test_quarantine_resolution_and_administration_are_for_admins(
+    app_dsn: str, auditor_dsn: str, admin_dsn: str, pg_dsn: str
+) -> None:
+    rows(pg_dsn, "CREATE TABLE public.ledger (id int PRIMARY KEY, qty int)")
+    # Guarding a table installs a trigger: the admin needs that privilege on it (the app has
+    # it too, and is still refused: guarding is an admin duty).
+    rows(pg_dsn, "GRANT TRIGGER ON public.ledger TO governance_admin, governance_app")
+    app = pygov.connect(app_dsn, pool_max_size=2)
+    auditor = pygov.connect(auditor_dsn, pool_max_size=2)
+    admin = pygov.connect(admin_dsn, pool_max_size=2)
+    try:
+        with app.context(user="app-user"):
+            record_id = app.quarantine.quarantine_data(
+                "shop.order", 1, "ORPHANED_RECORD", "no customer", {"id": 1}
+            )
+            assert app.quarantine.start_review(record_id).status == "UNDER_REVIEW"
+        for forbidden in (
+            lambda: app.quarantine.resolve(record_id, "fixed"),
+            lambda: app.quarantine.guard("public.ledger"),
+            lambda: app.quarantine.unguard("public.ledger"),
+            lambda: app.quarantine.add_corruption_type("MY_TYPE", "mine"),
+            lambda: auditor.quarantine.quarantine_data("m", 2, "ORPHANED_RECORD", "x"),
+            lambda: auditor.quarantine.start_review(record_id),
+            lambda: auditor.quarantine.resolve(record_id, "fixed"),
+        ):
+            with pytest.raises(AuthorityViolationError):
+                forbidden()
+        record = auditor.quarantine.get(record_id)
+        assert record is not None and record.status == "UNDER_REVIEW"
+        assert [r.id for r in auditor.quarantine.list("OPEN")] == [record_id]
+        assert "ORPHANED_RECORD" in auditor.quarantine.corruption_types()
+        with admin.context(user="admin-user"):
+            resolved = admin.quarantine.resolve(record_id, "customer restored")
+            assert admin.quarantine.guard("public.ledger") is True
+            assert admin.quarantine.add_corruption_type("MY_TYPE", "mine") is True
+        assert resolved.status == "RESOLVED"
+    finally:
+        for gov in (app, auditor, admin):
+            gov.close()
+
+
 def audit_partitions(dsn: str) -> list[str]:
     found = rows(
         dsn,
@@ -360,6 +401,9 @@ HOSTILE_BUILTINS = {
     "pg_has_role(text, text, text)": ("boolean", "true"),
     "pg_has_role(text, text)": ("boolean", "true"),
     "jsonb_build_object(text, text)": ("jsonb", "'{}'::jsonb"),
+    "jsonb_build_object(text, text, text, text)": ("jsonb", "'{}'::jsonb"),
+    "cardinality(text[])": ("integer", "1"),
+    "string_agg(text, text)": ("text", "'x'"),
     "jsonb_typeof(jsonb)": ("text", "'object'"),
     "sha256(text)": ("bytea", "'\\x00'::bytea"),
     "convert_to(text, text)": ("bytea", "'\\x00'::bytea"),
@@ -431,6 +475,8 @@ CALLER_RIGHTS_CALLS = [
     "SELECT governance.stock_movement_key('a', 'b', 'c', 'd')",
     "SELECT governance.payload_hash('{\"a\": 1}')",
     "SELECT governance.audit_month_start(now()), governance.audit_partition_name(now())",
+    'SELECT governance.row_object_id(\'{"id": 1, "b": "x:y"}\', \'{id,b}\')',
+    "SELECT governance.resolve_relation('appdata.orders', 'table')",
 ]
 
 
@@ -460,6 +506,15 @@ def test_hostile_objects_in_public_are_never_picked_up(
             gov.audit.seal()
             verified = gov.audit.verify()
             health = gov.health()
+            record_id = gov.quarantine.quarantine_data("shop.order", 9, "INVALID_STATE", "x")
+            gov.quarantine.start_review(record_id)
+            rows(app_dsn, "INSERT INTO appdata.orders VALUES (3, -5)")
+            assert gov.quarantine.scan_negative("appdata.orders", "total") == 1
+            assert gov.quarantine.scan_orphans("appdata.orders", "id", "appdata.orders") == 0
+            open_records = gov.quarantine.list("OPEN")
+            for bad in (("appdata.nope", "total"), ("appdata.orders", "nope"), (" ", "total")):
+                with pytest.raises(ValidationError):
+                    gov.quarantine.scan_negative(*bad)
             with pytest.raises(AuthorityViolationError):  # public.pg_has_role says "admin"
                 gov.idempotency.cleanup_expired()
             with pytest.raises(AuthorityViolationError):
@@ -486,6 +541,10 @@ def test_hostile_objects_in_public_are_never_picked_up(
         ("CREATE", "victim", {"id": 1, "total": 10}),
     ]
     assert logged > 0 and verified.ok and health.ok, health.problems
+    assert [(r.model_name, r.object_id) for r in open_records] == [
+        ("shop.order", "9"),
+        ("appdata.orders", "3"),
+    ]
     stored = rows(
         pg_dsn,
         "SELECT operation_type, created_by, status FROM governance.idempotency_record "
