@@ -11,6 +11,7 @@ import hashlib
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -36,7 +37,9 @@ class SqliteConnection(sqlite3.Connection):
     in_governance_txn: bool = False
 
 
-def _ctx_value(conn: SqliteConnection, name: str) -> str | None:
+def _ctx_value(conn: SqliteConnection | None, name: str) -> str | None:
+    if conn is None:
+        return None
     if name == "superuser":
         return "true" if conn.gov_ctx.superuser else None
     value = getattr(conn.gov_ctx, name, None)
@@ -65,10 +68,29 @@ def open_connection(path: str) -> SqliteConnection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.create_function("governance_ctx", 1, lambda name: _ctx_value(conn, name))
+    # A weak reference: a closure holding the connection would make a reference cycle, and the
+    # connection of a finished thread would stay open until the cycle collector ran.
+    ref = weakref.ref(conn)
+    conn.create_function("governance_ctx", 1, lambda name: _ctx_value(ref(), name))
     conn.create_function("governance_now", 0, now_text)
     conn.create_function("sha256", 1, _sha256, deterministic=True)
     return conn
+
+
+class _ThreadConnection:
+    """A thread's own connection, closed when the thread ends. sqlite3 connections sit in a
+    reference cycle (their statement cache refers back to them), so without this a finished
+    thread's connection and its file handles would wait for the cycle collector."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: SqliteConnection) -> None:
+        self.conn: SqliteConnection | None = conn
+
+    def __del__(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 class SqliteBackend:
@@ -84,7 +106,9 @@ class SqliteBackend:
         self._shared: SqliteConnection | None = None
         # An in-memory database exists only inside its one connection: share it, one at a time.
         self._shared_lock = threading.RLock()
-        self._all: list[SqliteConnection] = []
+        # Weak: a thread's connection closes when the thread ends (thread-local storage is
+        # its only strong reference), so threads that come and go do not leak file handles.
+        self._all: weakref.WeakSet[SqliteConnection] = weakref.WeakSet()
         self._all_lock = threading.Lock()
         if not self._memory:
             parent = Path(path).expanduser().resolve().parent
@@ -95,7 +119,7 @@ class SqliteBackend:
 
     def close(self) -> None:
         with self._all_lock:
-            for conn in self._all:
+            for conn in list(self._all):
                 conn.close()
             self._all.clear()
         self._shared = None
@@ -105,18 +129,19 @@ class SqliteBackend:
         if self._memory:
             if self._shared is None:
                 self._shared = open_connection(":memory:")
-                self._all.append(self._shared)
+                self._all.add(self._shared)
             return self._shared
-        conn: SqliteConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        owned: _ThreadConnection | None = getattr(self._local, "owned", None)
+        if owned is None or owned.conn is None:
             try:
                 conn = open_connection(self.path)
             except sqlite3.Error as exc:
                 raise translate(exc) from exc
-            self._local.conn = conn
+            owned = self._local.owned = _ThreadConnection(conn)
             with self._all_lock:
-                self._all.append(conn)
-        return conn
+                self._all.add(conn)
+        assert owned.conn is not None
+        return owned.conn
 
     @contextmanager
     def _serialised(self) -> Iterator[None]:

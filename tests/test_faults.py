@@ -12,6 +12,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -326,6 +327,32 @@ def test_async_pool_recovers_after_its_idle_backends_are_killed(
             await gov.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files in /proc")
+def test_sqlite_threads_that_come_and_go_leak_no_file_handles(tmp_path: Path) -> None:
+    gov = pygov.connect(f"sqlite:///{tmp_path}/churn.db")
+    try:
+        gov.migrate()
+
+        def open_files() -> int:
+            return len(list(Path("/proc/self/fd").iterdir()))
+
+        def one_request(i: int) -> None:
+            thread = threading.Thread(
+                target=lambda: gov.idempotency.check_and_record("churn", f"k{i}")
+            )
+            thread.start()
+            thread.join()
+
+        one_request(-1)
+        before = open_files()
+        for i in range(200):  # a thread per request, as some servers do
+            one_request(i)
+        assert open_files() <= before + 2
+        assert gov.idempotency.stats()["churn"].completed == 201
+    finally:
+        gov.close()
 
 
 # --- statement_timeout and lock_timeout inside governance functions --------------------------
