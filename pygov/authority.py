@@ -248,7 +248,9 @@ PROTECT = Statement(
 )
 UNPROTECT = Statement(
     "unprotect_table",
-    "SELECT governance.unprotect_table($1::text::regclass, $2::text::jsonb)",
+    # A table that was dropped is named by its old OID (health check detail "oid").
+    "SELECT governance.unprotect_table(CASE WHEN $1::text ~ '^[0-9]+$' THEN $1::text::oid::regclass"
+    " ELSE $1::text::regclass END, $2::text::jsonb)",
     sqlite_impl.unprotect,
 )
 OVERRIDE = Statement(
@@ -440,7 +442,8 @@ class AuthorityPlans:
         return Call(PROTECT, args, _scalar, conn, "authority.protect")
 
     def unprotect(self, table: str, *, conn: Any = None) -> Call[bool]:
-        """Remove the guard (admin); False when the table was not protected."""
+        """Remove the guard (admin); False when the table was not protected. A protected table
+        that was dropped is unregistered by its OID (the health check reports it)."""
         return Call(
             UNPROTECT,
             (_name("table", table, 1000), context_arg()),
@@ -540,8 +543,15 @@ def _recording_async(
 def record_violation(gov: Any, exc: AuthorityViolationError) -> None:
     """Record ``exc`` in a fresh transaction when the database could not (dblink missing or
     failing); called by the wrapper methods and by ``gov.transaction()``. Never raises."""
-    if exc.context.get("service") is None and gov.backend == "sqlite":
-        exc.context["service"] = current_context().service
+    if gov.backend == "sqlite" and "reason" not in exc.context:
+        # A SQLite trigger's message is a literal: fill in what it could not say (the queued
+        # violation, written after the rollback, has it all).
+        service = exc.context["service"] = current_context().service
+        exc.context["reason"] = (
+            "no matrix entry and no live delegation"
+            if service
+            else "no governance service is set for the transaction"
+        )
     if not _needs_recording(exc):
         return
     service, model, operation, reason, extra = _fallback_args(exc)

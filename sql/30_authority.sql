@@ -186,20 +186,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT EXISTS (SELECT 1 FROM governance._authority_source(p_service, p_model_name,
                                                                  p_operation)) $$;
 
--- governance.validate_authority(service, model, operation, context): one row (via, delegation_id)
--- when the service holds the authority by the matrix or a live delegation; otherwise the
--- violation is recorded in the audit trail (surviving the rollback) and GV001 is raised.
+-- governance.validate_authority(service, model, operation, context): (via, delegation_id) when
+-- the service holds the authority by the matrix ('matrix', NULL) or a live delegation
+-- ('delegation', id); otherwise the violation is recorded in the audit trail (surviving the
+-- rollback) and GV001 is raised. One record, not a set: it is on the hot path.
 CREATE OR REPLACE FUNCTION governance.validate_authority(p_service text, p_model_name text,
                                                          p_operation text,
-                                                         p_context jsonb DEFAULT NULL)
-RETURNS TABLE (via text, delegation_id bigint)
+                                                         p_context jsonb DEFAULT NULL,
+                                                         OUT via text, OUT delegation_id bigint)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN QUERY SELECT s.via, s.delegation_id
-                   FROM governance._authority_source(p_service, p_model_name, p_operation) s;
+    SELECT s.via, s.delegation_id INTO via, delegation_id
+      FROM governance._authority_source(p_service, p_model_name, p_operation) s;
     IF FOUND THEN
         RETURN;
     END IF;
@@ -327,12 +328,16 @@ BEGIN
     DELETE FROM governance.authority_model m
      WHERE NOT EXISTS (SELECT 1 FROM governance._authority_grants_of(p_matrix) l WHERE l.model_name = m.model_name)
        AND NOT (coalesce(p_critical, '[]'::jsonb) ? m.model_name);
-    INSERT INTO governance.authority_model AS am (model_name, is_critical)
+    -- Update only the flags that change (an upsert would lock every model row, and wait for
+    -- every delegation in flight).
+    UPDATE governance.authority_model m
+       SET is_critical = coalesce(p_critical, '[]'::jsonb) ? m.model_name
+     WHERE m.is_critical IS DISTINCT FROM (coalesce(p_critical, '[]'::jsonb) ? m.model_name);
+    INSERT INTO governance.authority_model (model_name, is_critical)
     SELECT n.model_name, coalesce(p_critical, '[]'::jsonb) ? n.model_name
       FROM (SELECT l.model_name FROM governance._authority_grants_of(p_matrix) l
             UNION SELECT jsonb_array_elements_text(coalesce(p_critical, '[]'))) n
-    ON CONFLICT (model_name) DO UPDATE SET is_critical = EXCLUDED.is_critical
-     WHERE am.is_critical IS DISTINCT FROM EXCLUDED.is_critical;
+    ON CONFLICT (model_name) DO NOTHING;
     INSERT INTO governance.authority_matrix (service, model_name, operation)
     SELECT DISTINCT l.service, l.model_name, l.operation FROM governance._authority_grants_of(p_matrix) l
     ON CONFLICT DO NOTHING;
@@ -440,6 +445,8 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_critical boolean;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         IF (NEW.id, NEW.from_service, NEW.to_service, NEW.model_name, NEW.operation, NEW.reason,
@@ -473,18 +480,25 @@ BEGIN
             format('unknown service %s: add it to the authority matrix first', NEW.to_service),
             jsonb_build_object('field', 'to_service', 'service', NEW.to_service));
     END IF;
-    IF EXISTS (SELECT 1 FROM governance.authority_model c
-                WHERE c.model_name = NEW.model_name AND c.is_critical) THEN
+    -- The rows read are locked until we commit: a concurrent reload that removes the grant or
+    -- makes the model critical waits for us, then its triggers see (and revoke) this
+    -- delegation, instead of both committing a delegation without its ground. Matrix row
+    -- first, model row second: the order load_authority_matrix changes them in.
+    PERFORM 1 FROM governance.authority_matrix m
+      WHERE m.service = NEW.from_service AND m.model_name = NEW.model_name
+        AND m.operation = NEW.operation
+        FOR KEY SHARE;
+    IF NOT FOUND THEN
         PERFORM governance._deny_authority(NEW.from_service, NEW.model_name, NEW.operation,
-            'critical models cannot be delegated',
+            'the grantor does not hold this authority in the matrix',
             jsonb_build_object('action', 'DELEGATE', 'from_service', NEW.from_service,
                                'to_service', NEW.to_service));
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM governance.authority_matrix m
-                    WHERE m.service = NEW.from_service AND m.model_name = NEW.model_name
-                      AND m.operation = NEW.operation) THEN
+    SELECT c.is_critical INTO v_critical
+      FROM governance.authority_model c WHERE c.model_name = NEW.model_name FOR SHARE;
+    IF v_critical THEN
         PERFORM governance._deny_authority(NEW.from_service, NEW.model_name, NEW.operation,
-            'the grantor does not hold this authority in the matrix',
+            'critical models cannot be delegated',
             jsonb_build_object('action', 'DELEGATE', 'from_service', NEW.from_service,
                                'to_service', NEW.to_service));
     END IF;
@@ -688,15 +702,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_kind   "char";
+    v_schema text;
     v_model  text;
     v_before text;
 BEGIN
     PERFORM governance.apply_context(p_context);
-    SELECT c.relkind, coalesce(nullif(btrim(p_model_name), ''), n.nspname || '.' || c.relname)
-      INTO v_kind, v_model
+    SELECT c.relkind, n.nspname,
+           coalesce(nullif(btrim(p_model_name), ''), n.nspname || '.' || c.relname)
+      INTO v_kind, v_schema, v_model
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = p_table;
     PERFORM governance._authority_require_admin('PROTECT', v_model);
+    IF v_schema IN ('governance', 'pg_catalog', 'information_schema') THEN
+        PERFORM governance.raise_error('GV002', 'governance and system tables cannot be protected',
+            jsonb_build_object('table', p_table::text));
+    END IF;
     IF v_kind IS DISTINCT FROM 'r' THEN
         PERFORM governance.raise_error('GV002',
             'only ordinary tables can be protected (protect each partition of a partitioned table)',

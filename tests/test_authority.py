@@ -3,6 +3,7 @@ then PostgreSQL-only tests (raw SQL, roles, dblink fallback)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -18,6 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 import pygov
+import pygov.aio
 from pygov._core import utcnow
 from pygov.authority import AuthorityMatrix, Delegation
 from pygov.errors import AuthorityViolationError, GovernanceError, ValidationError
@@ -493,6 +495,8 @@ def test_protect_is_admin_only_and_validates_the_table(
     with admin(gov):
         with pytest.raises(ValidationError):
             gov.authority.protect("no_such_table")
+        with pytest.raises(ValidationError):
+            gov.authority.protect(backend.table("authority_matrix"))
         assert gov.authority.protect(journal, model_name=JE) == JE  # again: a no-op
         assert gov.authority.unprotect(journal) is True
         assert gov.authority.unprotect(journal) is False
@@ -587,6 +591,39 @@ def test_readers_see_one_matrix_or_the_other_never_a_mix(gov: Any) -> None:
     seen = [m for r in results for m in r]
     assert len(seen) == 60
     assert all(m in expected for m in seen)
+
+
+def test_no_delegation_outlives_its_grant_under_concurrent_reloads(
+    gov: Any, backend: Backend
+) -> None:
+    with_grant = {"Grantor": {"m": ["UPDATE"]}, "Grantee": {}}
+    without = {"Grantor": {}, "Grantee": {}}
+    with admin(gov):
+        gov.authority.load_matrix(with_grant)
+
+    def work(i: int) -> int:
+        made = 0
+        with admin(gov):
+            for n in range(12):
+                if i == 0:
+                    gov.authority.load_matrix(without if n % 2 == 0 else with_grant)
+                    continue
+                try:
+                    gov.authority.delegate("Grantor", "Grantee", "m", "UPDATE", 600, f"{i}-{n}")
+                    made += 1
+                except AuthorityViolationError:
+                    pass
+            if i == 0:
+                gov.authority.load_matrix(without)
+        return made
+
+    results = run_threads(5, work)
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert sum(results) > 0
+    # Whatever interleaving happened, every delegation made was revoked with its grant.
+    assert gov.authority.delegations(active=True) == []
+    assert len(gov.authority.delegations()) == sum(results)
+    assert gov.authority.problems() == []
 
 
 # --- PostgreSQL only: raw SQL, DBAs, the loopback and its fallback ----------------------------
@@ -746,3 +783,96 @@ def test_failing_loopback_falls_back_too(
     assert (detail["violation_recorded"], detail["service"]) == (False, "X")
     assert any("not recorded autonomously" in n for n in notices)
     assert _pg_violations(pg_dsn) == []  # nothing half-written
+
+
+def test_without_dblink_the_async_wrapper_records_it_too(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    _pg_setup(pg_gov, pg_dsn)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("DROP EXTENSION dblink")
+
+    async def attempt() -> list[AuthorityViolationError]:
+        agov = await pygov.aio.connect(pg_dsn, pool_min_size=1, pool_max_size=2)
+        caught: list[AuthorityViolationError] = []
+        try:
+            with agov.context(service="ReportingService"):
+                try:
+                    await agov.authority.validate("ReportingService", INV, "DELETE")
+                except AuthorityViolationError as exc:
+                    caught.append(exc)
+                try:
+                    async with agov.transaction() as tx:
+                        await tx.execute("INSERT INTO public.ledger VALUES (1, 1)")
+                except AuthorityViolationError as exc:
+                    caught.append(exc)
+        finally:
+            await agov.close()
+        return caught
+
+    caught = asyncio.run(attempt())
+    assert [e.context["violation_recorded"] for e in caught] == [True, True]
+    rows = _pg_violations(pg_dsn)
+    assert [(r[1], r[2]["attempted_operation"]) for r in rows] == [(INV, "DELETE"), (JE, "CREATE")]
+    assert all("wrapper" in r[2]["recorded_by"] for r in rows)
+
+
+def test_health_notices_a_protected_table_that_was_dropped(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    _pg_setup(pg_gov, pg_dsn)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE public.ledger")
+    [problem] = [p for p in pg_gov.health().problems if p.component == "authority"]
+    assert (problem.severity, problem.detail["check"]) == ("warning", "protected_table_missing")
+    with pg_gov.context(user="admin"):
+        assert pg_gov.authority.unprotect(str(problem.detail["oid"])) is True
+    assert pg_gov.health().ok
+
+
+def test_a_reload_waits_for_a_delegation_in_flight_then_revokes_it(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    """The race made deterministic: a delegation is inserted (its rules checked) but not yet
+    committed when a DBA removes the grant it rests on. The removal must wait for it, then
+    revoke it; otherwise both commit and a live delegation has no grant."""
+    _pg_setup(pg_gov, pg_dsn)
+    with psycopg.connect(pg_dsn) as delegating:
+        delegating.execute(
+            "INSERT INTO governance.authority_delegation (from_service, to_service, model_name,"
+            " operation, reason, valid_until) VALUES ('InventoryService', 'ReportingService',"
+            " %s, 'DELETE', 'in flight', clock_timestamp() + interval '1 hour')",
+            (INV,),
+        )
+        with psycopg.connect(pg_dsn, autocommit=True) as dba:
+            dba_pid = dba.info.backend_pid
+            dba.execute("SET lock_timeout = '20s'")
+
+            def remove_grant(_: int) -> None:
+                dba.execute(
+                    "DELETE FROM governance.authority_matrix WHERE service = 'InventoryService'"
+                    " AND operation = 'DELETE'"
+                )
+
+            blocked: list[bool] = []
+
+            def watch(_: int) -> None:
+                with psycopg.connect(pg_dsn, autocommit=True) as probe:
+                    deadline = time.monotonic() + 20
+                    while time.monotonic() < deadline:
+                        row = probe.execute(
+                            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                            (dba_pid,),
+                        ).fetchone()
+                        if row and row[0] == "Lock":
+                            blocked.append(True)
+                            break
+                delegating.commit()
+
+            results = run_threads(2, lambda i: remove_grant(i) if i == 0 else watch(i))
+    assert results == [None, None]
+    assert blocked == [True]  # the removal waited for the delegation to commit
+    assert pg_gov.authority.delegations(active=True) == []
+    [d] = pg_gov.authority.delegations()
+    assert d.revoke_reason == "the grantor no longer holds this authority in the matrix"
+    assert pg_gov.authority.problems() == []

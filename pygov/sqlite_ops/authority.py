@@ -420,13 +420,6 @@ def delegate(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
             {"field": "to_service", "service": to_service},
         )
     context = {"action": "DELEGATE", "from_service": from_service, "to_service": to_service}
-    if conn.execute(
-        "SELECT 1 FROM governance_authority_model WHERE model_name = ? AND is_critical = 1",
-        (model,),
-    ).fetchone():
-        raise deny(
-            conn, from_service, model, operation, "critical models cannot be delegated", context
-        )
     if not conn.execute(
         "SELECT 1 FROM governance_authority_matrix"
         " WHERE service = ? AND model_name = ? AND operation = ?",
@@ -439,6 +432,13 @@ def delegate(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
             operation,
             "the grantor does not hold this authority in the matrix",
             context,
+        )
+    if conn.execute(
+        "SELECT 1 FROM governance_authority_model WHERE model_name = ? AND is_critical = 1",
+        (model,),
+    ).fetchone():
+        raise deny(
+            conn, from_service, model, operation, "critical models cannot be delegated", context
         )
     start = datetime.now(UTC)
     cur = conn.execute(
