@@ -306,11 +306,14 @@ def test_conn_joins_the_callers_transaction(gov: Any, backend: Backend) -> None:
 def test_guard_with_conn_commits_claim_work_and_result_together(gov: Any, backend: Backend) -> None:
     table = "guard_work" if backend.name == "sqlite" else "public.guard_work"
     backend.query(f"CREATE TABLE {table} (id integer PRIMARY KEY, note text)")
-    with pytest.raises(RuntimeError), gov.transaction() as conn:
-        with gov.idempotency.guard("work", "w-1", conn=conn) as g:
-            backend.execute(conn, f"INSERT INTO {table} VALUES (?, ?)", (1, "first try"))
-            g.result = {"row": 1}
-            raise RuntimeError("crash after the write")
+    with (
+        pytest.raises(RuntimeError),
+        gov.transaction() as conn,
+        gov.idempotency.guard("work", "w-1", conn=conn) as g,
+    ):
+        backend.execute(conn, f"INSERT INTO {table} VALUES (?, ?)", (1, "first try"))
+        g.result = {"row": 1}
+        raise RuntimeError("crash after the write")
     # Nothing recorded, nothing written: the retry runs.
     assert gov.idempotency.get("work", "w-1") is None
     assert backend.query(f"SELECT count(*) FROM {table}") == [(0,)]
