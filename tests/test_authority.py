@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -601,20 +602,25 @@ def test_no_delegation_outlives_its_grant_under_concurrent_reloads(
     with admin(gov):
         gov.authority.load_matrix(with_grant)
 
+    first_made = threading.Event()
+
     def work(i: int) -> int:
         made = 0
         with admin(gov):
-            for n in range(12):
-                if i == 0:
+            if i == 0:
+                # Start reloading once a delegation exists, so that there is one to revoke.
+                first_made.wait(timeout=30)
+                for n in range(12):
                     gov.authority.load_matrix(without if n % 2 == 0 else with_grant)
-                    continue
+                gov.authority.load_matrix(without)
+                return 0
+            for n in range(12):
                 try:
                     gov.authority.delegate("Grantor", "Grantee", "m", "UPDATE", 600, f"{i}-{n}")
                     made += 1
+                    first_made.set()
                 except AuthorityViolationError:
                     pass
-            if i == 0:
-                gov.authority.load_matrix(without)
         return made
 
     results = run_threads(5, work)
@@ -876,3 +882,22 @@ def test_a_reload_waits_for_a_delegation_in_flight_then_revokes_it(
     [d] = pg_gov.authority.delegations()
     assert d.revoke_reason == "the grantor no longer holds this authority in the matrix"
     assert pg_gov.authority.problems() == []
+
+
+def test_sqlite_protected_tables_refuse_connections_outside_pygov(
+    sqlite_gov: pygov.Governance, sqlite_path: str
+) -> None:
+    sqlite_gov._backend.execute_script("CREATE TABLE ledger (id INTEGER PRIMARY KEY)")
+    with sqlite_gov.context(superuser=True):
+        sqlite_gov.authority.load_matrix(MATRIX)
+        sqlite_gov.authority.protect("ledger", JE)
+    raw = sqlite3.connect(sqlite_path)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="governance_ctx"):
+            raw.execute("INSERT INTO ledger VALUES (1)")
+    finally:
+        raw.close()
+    with sqlite_gov.context(service="AccountingGateway"), sqlite_gov.transaction() as tx:
+        tx.execute("INSERT INTO ledger VALUES (2)")
+    with sqlite_gov.transaction() as tx:
+        assert tx.execute("SELECT id FROM ledger").fetchall() == [(2,)]
