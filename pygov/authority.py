@@ -282,14 +282,13 @@ def _triple(service: Any, model_name: Any, operation: Any) -> tuple[str, str, st
     )
 
 
-def _names(field: str, values: Any) -> list[str]:
+def _names(field: str, values: Any, max_length: int = MAX_NAME) -> list[str]:
+    """A list of names (any iterable but a string), sorted and deduplicated."""
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise ValidationError(
             f"{field} must be a list of names", {"field": field, "type": type(values).__name__}
         )
-    return sorted(
-        {_name(field, v, MAX_OPERATION if field == "operations" else MAX_NAME) for v in values}
-    )
+    return sorted({_name(field, v, max_length) for v in values})
 
 
 def matrix_arg(matrix: Any) -> dict[str, dict[str, list[str]]]:
@@ -308,7 +307,8 @@ def matrix_arg(matrix: Any) -> dict[str, dict[str, list[str]]]:
                 {"field": "matrix", "service": name, "type": type(models).__name__},
             )
         result[name] = {
-            _name("model_name", m): _names("operations", ops) for m, ops in models.items()
+            _name("model_name", m): _names("operations", ops, MAX_OPERATION)
+            for m, ops in models.items()
         }
     return result
 

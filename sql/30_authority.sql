@@ -79,7 +79,8 @@ BEGIN
     EXECUTE format('SELECT t.id FROM %I.dblink($1, $2) AS t(id bigint)', v_schema)
        INTO v_id
       USING governance._loopback_dsn(),
-            format('SELECT governance.log_authority_violation(%L, %L, %L, %L, %L::jsonb, %L::jsonb)',
+            format('SELECT governance.log_authority_violation(%L, %L, %L, %L, %L::jsonb, '
+                   '%L::jsonb)',
                    coalesce(p_service, '(none)'), p_model_name, p_operation, p_reason,
                    v_extra::text, v_ctx::text);
     RETURN v_id;
@@ -326,7 +327,8 @@ BEGIN
     SELECT k FROM jsonb_object_keys(p_matrix) k
     ON CONFLICT (service) DO NOTHING;
     DELETE FROM governance.authority_model m
-     WHERE NOT EXISTS (SELECT 1 FROM governance._authority_grants_of(p_matrix) l WHERE l.model_name = m.model_name)
+     WHERE NOT EXISTS (SELECT 1 FROM governance._authority_grants_of(p_matrix) l
+                        WHERE l.model_name = m.model_name)
        AND NOT (coalesce(p_critical, '[]'::jsonb) ? m.model_name);
     -- Update only the flags that change (an upsert would lock every model row, and wait for
     -- every delegation in flight).
@@ -339,7 +341,8 @@ BEGIN
             UNION SELECT jsonb_array_elements_text(coalesce(p_critical, '[]'))) n
     ON CONFLICT (model_name) DO NOTHING;
     INSERT INTO governance.authority_matrix (service, model_name, operation)
-    SELECT DISTINCT l.service, l.model_name, l.operation FROM governance._authority_grants_of(p_matrix) l
+    SELECT l.service, l.model_name, l.operation
+      FROM governance._authority_grants_of(p_matrix) l
     ON CONFLICT DO NOTHING;
 
     PERFORM governance.log_operation('governance.authority_matrix', 'matrix', 'UPDATE',
@@ -595,8 +598,8 @@ DECLARE
 BEGIN
     PERFORM governance.apply_context(p_context);
     SELECT * INTO r FROM governance.authority_delegation d WHERE d.id = p_delegation_id;
-    PERFORM governance._authority_require_admin('REVOKE',
-                                                coalesce(r.model_name, 'governance.authority_delegation'));
+    PERFORM governance._authority_require_admin(
+        'REVOKE', coalesce(r.model_name, 'governance.authority_delegation'));
     PERFORM governance._authority_name('reason', p_reason, 1000);
     IF r.id IS NULL THEN
         PERFORM governance.raise_error('GV002', 'no such delegation',
@@ -832,16 +835,18 @@ AS $$
                         WHERE o.operation = x.operation)
     UNION ALL
     SELECT 'error'::text,
-           format('live delegation %s names unknown service(s): %s', d.id,
-                  array_to_string(ARRAY(SELECT s FROM unnest(ARRAY[d.from_service, d.to_service]) s
-                                         WHERE NOT EXISTS (SELECT 1 FROM governance.authority_service k
-                                                            WHERE k.service = s)), ', ')),
+           format('live delegation %s names unknown service(s): %s', d.id, array_to_string(
+               ARRAY(SELECT s FROM unnest(ARRAY[d.from_service, d.to_service]) s
+                      WHERE NOT EXISTS (SELECT 1 FROM governance.authority_service k
+                                         WHERE k.service = s)), ', ')),
            jsonb_build_object('check', 'delegation_unknown_service', 'delegation_id', d.id,
                               'from_service', d.from_service, 'to_service', d.to_service)
       FROM governance.authority_delegation d
      WHERE d.revoked_at IS NULL AND d.valid_until > clock_timestamp()
-       AND (NOT EXISTS (SELECT 1 FROM governance.authority_service k WHERE k.service = d.from_service)
-            OR NOT EXISTS (SELECT 1 FROM governance.authority_service k WHERE k.service = d.to_service))
+       AND (NOT EXISTS (SELECT 1 FROM governance.authority_service k
+                         WHERE k.service = d.from_service)
+            OR NOT EXISTS (SELECT 1 FROM governance.authority_service k
+                            WHERE k.service = d.to_service))
     UNION ALL
     SELECT 'error'::text,
            format('live delegation %s lends %s on %s, which %s does not hold',

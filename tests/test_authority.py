@@ -901,3 +901,24 @@ def test_sqlite_protected_tables_refuse_connections_outside_pygov(
         tx.execute("INSERT INTO ledger VALUES (2)")
     with sqlite_gov.transaction() as tx:
         assert tx.execute("SELECT id FROM ledger").fetchall() == [(2,)]
+
+
+def test_application_roles_cannot_use_dblink_themselves(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    role = f"pygov_app_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE governance_app")
+        try:
+            with conn.transaction():
+                conn.execute(f"SET LOCAL ROLE {role}")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("SELECT governance.dblink_get_connections()")
+            with conn.transaction():
+                conn.execute(f"SET LOCAL ROLE {role}")
+                # ... but the authority functions that use it are theirs to call.
+                assert conn.execute(
+                    "SELECT governance.has_authority('S', 'm', 'CREATE')"
+                ).fetchone() == (False,)
+        finally:
+            conn.execute(f"DROP ROLE {role}")
