@@ -922,3 +922,15 @@ def test_application_roles_cannot_use_dblink_themselves(
                 ).fetchone() == (False,)
         finally:
             conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize("which", ["pg_gov", "sqlite_gov"])
+def test_demo_step_claims_hold(which: str, request: pytest.FixtureRequest) -> None:
+    from pygov.demo import Demo, schema, step_authority
+
+    lines: list[str] = []
+    demo = Demo(request.getfixturevalue(which), lines.append)
+    schema.create(demo)
+    step_authority.run(demo)
+    assert demo.failures == [], "\n".join(lines)
+    assert sum(line.strip().startswith("✔") for line in lines) == 6
