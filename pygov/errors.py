@@ -203,6 +203,10 @@ def translate(exc: BaseException) -> GovernanceError:
         # SQLite triggers raise GV errors as RAISE(ABORT, 'GV001: message').
         if message[:5].startswith("GV") and message[2:5].isdigit() and message[5:7] == ": ":
             sqlstate, message = message[:5], message[7:]
+            # ... optionally ending with their context as JSON: 'GV001: message {"k": "v"}'.
+            head, brace, tail = message.partition(' {"')
+            if brace and tail.endswith("}"):
+                message, detail = head, '{"' + tail
     if str(sqlstate).startswith("GV"):
         return error_for(sqlstate, message, detail)
     # A server error: say where it happened (which governance function, which line) and, for
