@@ -28,7 +28,7 @@ from typing import Any
 import pygov
 import pygov.aio
 from bench.common import BenchServer
-from pygov.errors import GovernanceError, IdempotencyInProgressError
+from pygov.errors import AuthorityViolationError, GovernanceError, IdempotencyInProgressError
 
 #: Errors the workload provokes on purpose (claims contended by several workers).
 EXPECTED: tuple[type[GovernanceError], ...] = (IdempotencyInProgressError,)
@@ -93,6 +93,7 @@ SETUP = [
     "CREATE TABLE public.soak_orders (id text PRIMARY KEY, worker int NOT NULL, total int)",
     "CREATE TABLE public.soak_stock (id int PRIMARY KEY, quantity int NOT NULL)",
     "INSERT INTO public.soak_stock SELECT g, 10 FROM generate_series(1, 1000) g",
+    "CREATE TABLE public.soak_invoices (id text PRIMARY KEY)",
 ]
 SQLITE_SETUP = "CREATE TABLE soak_orders (id TEXT PRIMARY KEY, worker INTEGER, total INTEGER)"
 
@@ -112,6 +113,19 @@ def sync_ops(gov: pygov.Governance, worker: int, n: int) -> list[tuple[str, Call
         if claim.claimed:
             gov.idempotency.complete(claim, {"by": worker}, ttl=0.05)
 
+    def protected_write() -> None:
+        # Even workers act for the trusted service; odd ones for one the matrix refuses.
+        service = "Billing" if worker % 2 == 0 else "Rogue"
+        try:
+            with gov.context(service=service), gov.transaction() as tx:
+                tx.execute("INSERT INTO public.soak_invoices VALUES (%s)", (key,))
+        except AuthorityViolationError:
+            if service == "Billing":
+                raise
+            return
+        if service != "Billing":
+            raise AssertionError(f"the protected table admitted {service}")
+
     def quarantine() -> None:
         record_id = gov.quarantine.quarantine_data("soak.item", key, "OTHER", "soak", {"n": n})
         gov.quarantine.start_review(record_id)
@@ -126,6 +140,8 @@ def sync_ops(gov: pygov.Governance, worker: int, n: int) -> list[tuple[str, Call
         ("audit_log", lambda: gov.audit.log_operation("soak.item", key, "UPDATE", after_data={})),
         ("history", lambda: gov.audit.history("public.soak_orders", f"w{worker}-{max(n - 1, 0)}")),
         ("quarantine", quarantine),
+        ("protected_write", protected_write),
+        ("validate", lambda: gov.authority.has_authority("Billing", "soak.invoice", "CREATE")),
     ]
 
     def corrupt_stock() -> None:
@@ -238,6 +254,8 @@ class Soak:
             for statement in SETUP:
                 tx.execute(statement)
         gov.audit.enable("public.soak_orders")
+        gov.authority.load_matrix({"Billing": {"soak.invoice": ["CREATE"]}, "Rogue": {}})
+        gov.authority.protect("public.soak_invoices", "soak.invoice")
         with lite.transaction() as tx:
             tx.execute(SQLITE_SETUP)
         lite.audit.enable("soak_orders")
@@ -328,7 +346,15 @@ class Soak:
             "every negative stock row quarantined": quarantined == negative > 0,
             "every kind of operation ran": all(
                 self.tally.ops[name] > 0
-                for name in ("record", "guarded_write", "quarantine", "async_record", "seal")
+                for name in (
+                    "record",
+                    "guarded_write",
+                    "quarantine",
+                    "protected_write",
+                    "async_record",
+                    "sqlite_record",
+                    "seal",
+                )
             ),
         }
         for name, ok in checks.items():

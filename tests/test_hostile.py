@@ -685,6 +685,99 @@ def test_scanners_survive_hostile_identifiers(
     seed.check()
 
 
+MATRIX = st.one_of(
+    st.dictionaries(
+        TEXT_ARG,
+        st.one_of(
+            st.dictionaries(
+                TEXT_ARG,
+                mostly(st.lists(st.sampled_from(["CREATE", "UPDATE", "DELETE"]), max_size=3)),
+                max_size=2,
+            ),
+            JUNK,
+        ),
+        max_size=3,
+    ),
+    JUNK,
+)
+
+
+@CI
+@given(
+    matrix=MATRIX,
+    critical=mostly(st.lists(TEXT_ARG, max_size=2), JUNK),
+    service=TEXT_ARG,
+    model=TEXT_ARG,
+    operation=mostly(st.sampled_from(["CREATE", "UPDATE", "DELETE"])),
+    duration=DURATION,
+    reason=TEXT_ARG,
+    other_id=RECORD_ID,
+)
+def test_authority(
+    gov: Any,
+    seed: Seed,
+    matrix: Any,
+    critical: Any,
+    service: Any,
+    model: Any,
+    operation: Any,
+    duration: Any,
+    reason: Any,
+    other_id: Any,
+) -> None:
+    with admin_context(gov):
+        attempt(lambda: gov.authority.load_matrix(matrix, critical=critical))
+        lent = attempt(
+            lambda: gov.authority.delegate(service, "x", model, operation, duration, reason)
+        )
+        for delegation_id in (getattr(lent, "id", None), other_id):
+            attempt(lambda d=delegation_id: gov.authority.revoke(d, reason))
+    attempt(lambda: gov.authority.validate(service, model, operation))
+    attempt(lambda: gov.authority.has_authority(service, model, operation))
+    attempt(lambda: gov.authority.check_delegation(service, model, operation))
+    attempt(lambda: gov.authority.delegations(active=True))
+    attempt(lambda: gov.authority.matrix())
+    attempt(lambda: gov.authority.problems())
+    seed.check()
+
+
+@CI
+@given(table=NAMES, model=TEXT_ARG, reason=TEXT_ARG)
+def test_protect_survives_hostile_identifiers(
+    gov: Any, seed: Seed, table: Any, model: Any, reason: Any
+) -> None:
+    with admin_context(gov):
+        if isinstance(attempt(lambda: gov.authority.protect(table, model)), str):
+            assert gov.authority.unprotect(table) is True
+        with gov.transaction() as tx:
+            attempt(lambda: gov.authority.override(reason, conn=tx))
+    seed.check()
+
+
+def test_protected_hostile_tables_refuse_and_admit_as_the_matrix_says(
+    gov: Any, backend: Backend, hostile_tables: list[str]
+) -> None:
+    with admin_context(gov):
+        gov.authority.load_matrix({"Writer": {"hostile.model": ["CREATE"]}, "Rogue": {}})
+    for i, name in enumerate(hostile_tables):
+        table = quoted(name)
+        with admin_context(gov):
+            assert gov.authority.protect(table, "hostile.model") == "hostile.model"
+        insert = f"INSERT INTO {table} (id) VALUES (?)"
+        with gov.context(service="Writer"), gov.transaction() as tx:
+            backend.execute(tx, insert, (1000 + i,))
+        with (
+            gov.context(service="Rogue"),
+            pytest.raises(pygov.AuthorityViolationError),
+            gov.transaction() as tx,
+        ):
+            backend.execute(tx, insert, (2000 + i,))
+        with admin_context(gov):
+            assert gov.authority.unprotect(table) is True
+    found = backend.query(f"SELECT count(*) FROM {quoted(hostile_tables[0])} WHERE id >= 1000")
+    assert found == [(1,)]
+
+
 # --- keys -------------------------------------------------------------------------------------
 
 

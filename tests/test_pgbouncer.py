@@ -120,7 +120,9 @@ class ServerConnections:
             while not self.stop.is_set():
                 count = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                    "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+                    # authority violations are logged over their own loopback connections
+                    "AND application_name <> 'pygov_violation_log'",
                     (database_of(self.dsn),),
                 ).fetchone()
                 self.peak = max(self.peak, int(count[0]) if count else 0)
@@ -141,9 +143,20 @@ def client_user(i: int) -> str | None:
     return None if i % 8 == 7 else f"client-{i}"
 
 
+def service_of(i: int) -> str | None:
+    """Half the clients act for a service the matrix trusts, the others for one it does not."""
+    return None if client_user(i) is None else ("Billing" if i % 2 == 0 else "Rogue")
+
+
 def context_of(i: int, n: int) -> dict[str, str]:
-    user = client_user(i)
-    return {} if user is None else {"user": user, "request_id": f"r{i}-{n}"}
+    user, service = client_user(i), service_of(i)
+    if user is None or service is None:
+        return {}
+    return {"user": user, "service": service, "request_id": f"r{i}-{n}"}
+
+
+def may_write(i: int) -> bool:
+    return service_of(i) == "Billing"
 
 
 def work_sync(gov: pygov.Governance, i: int) -> None:
@@ -156,6 +169,11 @@ def work_sync(gov: pygov.Governance, i: int) -> None:
                 tx.execute("INSERT INTO public.orders VALUES (%s, %s)", (f"c{i}-{n}", i))
                 with gov.idempotency.guard("bounce-tx", f"c{i}-{n}", conn=tx) as g:
                     g.result = {"client": i}
+            try:
+                with gov.transaction() as tx:
+                    tx.execute("INSERT INTO public.invoices VALUES (%s)", (f"c{i}-{n}",))
+            except pygov.AuthorityViolationError:
+                assert not may_write(i)
 
 
 async def work_async(gov: pygov.aio.AsyncGovernance, i: int) -> None:
@@ -168,6 +186,11 @@ async def work_async(gov: pygov.aio.AsyncGovernance, i: int) -> None:
                 await tx.execute("INSERT INTO public.orders VALUES ($1, $2)", f"c{i}-{n}", i)
                 async with gov.idempotency.guard("bounce-tx", f"c{i}-{n}", conn=tx) as g:
                     g.result = {"client": i}
+            try:
+                async with gov.transaction() as tx:
+                    await tx.execute("INSERT INTO public.invoices VALUES ($1)", f"c{i}-{n}")
+            except pygov.AuthorityViolationError:
+                assert not may_write(i)
 
 
 def test_thirty_two_clients_through_four_server_connections_keep_their_own_context(
@@ -176,7 +199,10 @@ def test_thirty_two_clients_through_four_server_connections_keep_their_own_conte
     owner = pygov.connect(pg_dsn, pool_min_size=0)
     try:
         rows(pg_dsn, "CREATE TABLE public.orders (id text PRIMARY KEY, client int NOT NULL)")
+        rows(pg_dsn, "CREATE TABLE public.invoices (id text PRIMARY KEY)")
         owner.audit.enable("public.orders")
+        owner.authority.load_matrix({"Billing": {"shop.invoice": ["CREATE"]}, "Rogue": {}})
+        owner.authority.protect("public.invoices", "shop.invoice")
     finally:
         owner.close()
     rows(pg_dsn, "SELECT pg_stat_reset()")
@@ -224,6 +250,25 @@ def test_thirty_two_clients_through_four_server_connections_keep_their_own_conte
         or t[2] != (None if owner_of(t[0]) is None else "r" + t[0][1:])  # r<i>-<n>
     ]
     assert wrong == []
+    # The protected table admitted exactly the trusted clients; each refusal was recorded with
+    # the context of the client refused (and survived that client's rollback).
+    invoices = {r[0] for r in rows(pg_dsn, "SELECT id FROM public.invoices")}
+    expected = {f"c{i}-{n}" for i in range(CLIENTS) for n in range(ROUNDS) if may_write(i)}
+    assert invoices == expected
+    refused = rows(
+        pg_dsn,
+        "SELECT user_name, source_service, request_id FROM governance.audit_trail "
+        "WHERE operation = 'AUTHORITY_VIOLATION'",
+    )
+    assert sorted(refused, key=str) == sorted(
+        (
+            (client_user(i), service_of(i) or "(none)", context_of(i, n).get("request_id"))
+            for i in range(CLIENTS)
+            for n in range(ROUNDS)
+            if not may_write(i)
+        ),
+        key=str,
+    )
     # No advisory lock (nor any other lock of a client) outlived its transaction.
     assert rows(pg_dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
     # ... and no context either: a transaction through the bouncer sees none.

@@ -74,20 +74,42 @@ def write_statements(table: str, column: str) -> list[sql.Composed]:
 
 
 def denied(dsn: str, statement: sql.Composable | str, params: Any = None) -> bool:
-    """True when the server refuses the statement for lack of privilege (42501)."""
+    """True when the server refuses the statement for lack of privilege (42501); False when
+    the privilege check passed (the statement ran, or failed on a constraint or a trigger)."""
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(statement, params)
     except psycopg.errors.InsufficientPrivilege:
         return True
+    except psycopg.Error:
+        return False
     return False
+
+
+#: Direct writes a role may make by design: DBAs edit the authority matrix in SQL, and insert
+#: and revoke delegations directly (triggers hold those rows to delegate_authority's rules).
+BY_DESIGN = {
+    "governance_admin": {
+        *(
+            f"{verb} governance.{table}"
+            for table in (
+                "authority_service",
+                "authority_model",
+                "authority_operation",
+                "authority_matrix",
+            )
+            for verb in ("INSERT", "UPDATE", "DELETE")
+        ),
+        "INSERT governance.authority_delegation",
+    }
+}
 
 
 # --- no governance role writes governance tables directly -------------------------------------
 
 
 def test_no_governance_role_can_write_governance_tables_directly(
-    role_dsn: str, pg_dsn: str
+    role_dsn: str, pg_dsn: str, request: pytest.FixtureRequest
 ) -> None:
     gov = pygov.connect(pg_dsn, pool_min_size=0)
     try:
@@ -98,13 +120,16 @@ def test_no_governance_role_can_write_governance_tables_directly(
     before = rows(pg_dsn, "SELECT * FROM governance.idempotency_record ORDER BY id")
     tables = governance_tables(pg_dsn)
     assert ("idempotency_record", "id") in tables
-    allowed = [
-        stmt.as_string(None)
+    allowed = {
+        f"{verb} governance.{table}"
         for table, column in tables
-        for stmt in write_statements(table, column)
+        for verb, stmt in zip(
+            ("INSERT", "UPDATE", "DELETE", "TRUNCATE"), write_statements(table, column), strict=True
+        )
         if not denied(role_dsn, stmt)
-    ]
-    assert allowed == []
+    }
+    role = request.node.callspec.params["role_dsn"]
+    assert allowed == BY_DESIGN.get(role, set())
     sequences = rows(
         pg_dsn,
         "SELECT schemaname || '.' || sequencename FROM pg_sequences "
@@ -290,6 +315,62 @@ def test_quarantine_resolution_and_administration_are_for_admins(
             gov.close()
 
 
+MATRIX = {"Billing": {"shop.invoice": ["CREATE", "UPDATE"]}, "Reports": {}}
+
+
+def test_authority_administration_is_for_admins(
+    app_dsn: str, auditor_dsn: str, admin_dsn: str, pg_dsn: str
+) -> None:
+    rows(pg_dsn, "CREATE TABLE public.invoice (id int PRIMARY KEY, total int)")
+    rows(pg_dsn, "GRANT ALL ON public.invoice TO governance_app, governance_admin")
+    app = pygov.connect(app_dsn, pool_max_size=2)
+    auditor = pygov.connect(auditor_dsn, pool_max_size=2)
+    admin = pygov.connect(admin_dsn, pool_max_size=2)
+    try:
+        with admin.context(user="root"):
+            admin.authority.load_matrix(MATRIX)
+            lent = admin.authority.delegate(
+                "Billing", "Reports", "shop.invoice", "UPDATE", 60, "month end"
+            )
+            assert admin.authority.protect("public.invoice", "shop.invoice") == "shop.invoice"
+        with app.context(user="app-user", service="Billing"):
+            assert app.authority.validate("Billing", "shop.invoice", "CREATE").via == "matrix"
+            assert app.authority.has_authority("Reports", "shop.invoice", "UPDATE")
+            assert app.authority.check_delegation("Reports", "shop.invoice", "UPDATE") == lent
+            assert app.authority.matrix().allows("Billing", "shop.invoice", "UPDATE")
+            with app.transaction() as tx:  # the protected table lets the authorised service in
+                tx.execute("INSERT INTO public.invoice VALUES (1, 10)")
+            for forbidden in (
+                lambda: app.authority.load_matrix({}),
+                lambda: app.authority.delegate(
+                    "Billing", "Reports", "shop.invoice", "CREATE", 60, "x"
+                ),
+                lambda: app.authority.revoke(lent.id, "mine now"),
+                lambda: app.authority.protect("public.invoice"),
+                lambda: app.authority.unprotect("public.invoice"),
+            ):
+                with pytest.raises(AuthorityViolationError):
+                    forbidden()
+            with pytest.raises(AuthorityViolationError), app.transaction() as tx:
+                app.authority.override("let me in", conn=tx)
+        assert auditor.authority.has_authority("Billing", "shop.invoice", "CREATE")
+        assert [d.id for d in auditor.authority.delegations(active=True)] == [lent.id]
+        assert auditor.authority.problems() == []
+        for forbidden in (
+            lambda: auditor.authority.validate("Billing", "shop.invoice", "CREATE"),
+            lambda: auditor.authority.load_matrix({}),
+            lambda: auditor.authority.revoke(lent.id, "x"),
+        ):
+            with pytest.raises(AuthorityViolationError):
+                forbidden()
+        with admin.context(user="root"):
+            assert admin.authority.revoke(lent.id, "done").is_revoked
+    finally:
+        for gov in (app, auditor, admin):
+            gov.close()
+    assert rows(pg_dsn, "SELECT count(*) FROM governance.authority_matrix") == [(2,)]
+
+
 def audit_partitions(dsn: str) -> list[str]:
     found = rows(
         dsn,
@@ -372,7 +453,8 @@ def test_security_definer_functions_pin_search_path(pg_dsn: str) -> None:
         pg_dsn,
         "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p "
         "JOIN pg_namespace n ON n.oid = p.pronamespace "
-        "WHERE n.nspname = 'governance' AND p.prosecdef ORDER BY 1",
+        "WHERE n.nspname = 'governance' AND p.prosecdef "
+        f"AND NOT ({EXTENSION_MEMBER}) ORDER BY 1",
     )
     assert len(definers) >= 10
     unpinned = [
@@ -384,6 +466,29 @@ def test_security_definer_functions_pin_search_path(pg_dsn: str) -> None:
         )
     ]
     assert unpinned == []
+
+
+#: pg_proc p belongs to an extension installed in schema governance (dblink, for the authority
+#: capability's autonomous violation log).
+EXTENSION_MEMBER = (
+    "EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass "
+    "AND d.objid = p.oid AND d.deptype = 'e')"
+)
+
+
+def test_no_governance_role_can_execute_extension_functions(pg_dsn: str) -> None:
+    # dblink_connect_u is SECURITY DEFINER and connects as the superuser: governance code uses
+    # it from its own definer functions; no role may call it, or any dblink function, directly.
+    found = rows(
+        pg_dsn,
+        "SELECT p.oid::regprocedure::text, r.rolname FROM pg_proc p "
+        "JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "CROSS JOIN (VALUES ('governance_app'), ('governance_auditor'), ('governance_admin')) "
+        "AS r(rolname) "
+        f"WHERE n.nspname = 'governance' AND {EXTENSION_MEMBER} "
+        "AND has_function_privilege(r.rolname, p.oid, 'EXECUTE')",
+    )
+    assert found == []
 
 
 #: Built-ins the governance code calls, planted in public. Under the default search_path

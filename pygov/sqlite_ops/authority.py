@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pygov.context import GovernanceContext
 from pygov.errors import AuthorityViolationError, ValidationError
 from pygov.sqlite_ops.audit import loads, write_audit
+from pygov.sqlite_ops.quarantine import _table as resolve_table
 
 if TYPE_CHECKING:
     from pygov._core import Row
@@ -563,8 +564,18 @@ def _drop_guards(conn: SqliteConnection, table: str) -> None:
         conn.execute(f"DROP TRIGGER IF EXISTS {ident(_guard_name(table, statement))}")
 
 
+def _resolve_table(conn: SqliteConnection, name: str) -> str:
+    """The table as stored, the name read as SQL first (as on PostgreSQL, where it is cast to
+    regclass), else the exact name; unchanged when no table matches (it may have been dropped)."""
+    try:
+        return resolve_table(conn, name, "table")
+    except ValidationError:
+        return name
+
+
 def protect(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
     table, model_name, _ctx = args
+    table = _resolve_table(conn, table)
     model = model_name.strip() if model_name and model_name.strip() else table
     _require_admin(conn, "PROTECT", model)
     _name("model_name", model)
@@ -603,6 +614,7 @@ def protect(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
 
 def unprotect(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
     table, _ctx = args
+    table = _resolve_table(conn, table)
     row = conn.execute(
         "SELECT model_name FROM governance_authority_protected_table WHERE table_name = ?",
         (table,),
