@@ -48,6 +48,26 @@ def admin_dsn(pg_server: Any, pg_dsn: str) -> Iterator[str]:
         yield with_params(pg_dsn, user=name)
 
 
+@pytest.fixture
+def govs(
+    app_dsn: str, auditor_dsn: str, admin_dsn: str
+) -> Iterator[tuple[pygov.Governance, pygov.Governance, pygov.Governance]]:
+    """pygov as the app, the auditor and the admin login roles."""
+    opened = [pygov.connect(dsn, pool_max_size=2) for dsn in (app_dsn, auditor_dsn, admin_dsn)]
+    try:
+        yield opened[0], opened[1], opened[2]
+    finally:
+        for gov in opened:
+            gov.close()
+
+
+def refused(*calls: Any) -> None:
+    """Each call raises AuthorityViolationError."""
+    for call in calls:
+        with pytest.raises(AuthorityViolationError):
+            call()
+
+
 def governance_tables(dsn: str) -> list[tuple[str, str]]:
     """Every table of schema governance (partitions included), with one of its columns."""
     found = rows(
@@ -275,99 +295,78 @@ def test_admin_does_its_duties(admin_dsn: str, pg_dsn: str) -> None:
 
 
 def test_quarantine_resolution_and_administration_are_for_admins(
-    app_dsn: str, auditor_dsn: str, admin_dsn: str, pg_dsn: str
+    govs: tuple[pygov.Governance, ...], pg_dsn: str
 ) -> None:
+    app, auditor, admin = govs
     rows(pg_dsn, "CREATE TABLE public.ledger (id int PRIMARY KEY, qty int)")
     # Guarding a table installs a trigger: the admin needs that privilege on it (the app has
     # it too, and is still refused: guarding is an admin duty).
     rows(pg_dsn, "GRANT TRIGGER ON public.ledger TO governance_admin, governance_app")
-    app = pygov.connect(app_dsn, pool_max_size=2)
-    auditor = pygov.connect(auditor_dsn, pool_max_size=2)
-    admin = pygov.connect(admin_dsn, pool_max_size=2)
-    try:
-        with app.context(user="app-user"):
-            record_id = app.quarantine.quarantine_data(
-                "shop.order", 1, "ORPHANED_RECORD", "no customer", {"id": 1}
-            )
-            assert app.quarantine.start_review(record_id).status == "UNDER_REVIEW"
-        for forbidden in (
-            lambda: app.quarantine.resolve(record_id, "fixed"),
-            lambda: app.quarantine.guard("public.ledger"),
-            lambda: app.quarantine.unguard("public.ledger"),
-            lambda: app.quarantine.add_corruption_type("MY_TYPE", "mine"),
-            lambda: auditor.quarantine.quarantine_data("m", 2, "ORPHANED_RECORD", "x"),
-            lambda: auditor.quarantine.start_review(record_id),
-            lambda: auditor.quarantine.resolve(record_id, "fixed"),
-        ):
-            with pytest.raises(AuthorityViolationError):
-                forbidden()
-        record = auditor.quarantine.get(record_id)
-        assert record is not None and record.status == "UNDER_REVIEW"
-        assert [r.id for r in auditor.quarantine.list("OPEN")] == [record_id]
-        assert "ORPHANED_RECORD" in auditor.quarantine.corruption_types()
-        with admin.context(user="admin-user"):
-            resolved = admin.quarantine.resolve(record_id, "customer restored")
-            assert admin.quarantine.guard("public.ledger") is True
-            assert admin.quarantine.add_corruption_type("MY_TYPE", "mine") is True
-        assert resolved.status == "RESOLVED"
-    finally:
-        for gov in (app, auditor, admin):
-            gov.close()
+    with app.context(user="app-user"):
+        record_id = app.quarantine.quarantine_data(
+            "shop.order", 1, "ORPHANED_RECORD", "no customer", {"id": 1}
+        )
+        assert app.quarantine.start_review(record_id).status == "UNDER_REVIEW"
+    refused(
+        lambda: app.quarantine.resolve(record_id, "fixed"),
+        lambda: app.quarantine.guard("public.ledger"),
+        lambda: app.quarantine.unguard("public.ledger"),
+        lambda: app.quarantine.add_corruption_type("MY_TYPE", "mine"),
+        lambda: auditor.quarantine.quarantine_data("m", 2, "ORPHANED_RECORD", "x"),
+        lambda: auditor.quarantine.start_review(record_id),
+        lambda: auditor.quarantine.resolve(record_id, "fixed"),
+    )
+    record = auditor.quarantine.get(record_id)
+    assert record is not None and record.status == "UNDER_REVIEW"
+    assert [r.id for r in auditor.quarantine.list("OPEN")] == [record_id]
+    assert "ORPHANED_RECORD" in auditor.quarantine.corruption_types()
+    with admin.context(user="admin-user"):
+        assert admin.quarantine.resolve(record_id, "customer restored").status == "RESOLVED"
+        assert admin.quarantine.guard("public.ledger") is True
+        assert admin.quarantine.add_corruption_type("MY_TYPE", "mine") is True
 
 
 MATRIX = {"Billing": {"shop.invoice": ["CREATE", "UPDATE"]}, "Reports": {}}
 
 
 def test_authority_administration_is_for_admins(
-    app_dsn: str, auditor_dsn: str, admin_dsn: str, pg_dsn: str
+    govs: tuple[pygov.Governance, ...], pg_dsn: str
 ) -> None:
+    app, auditor, admin = govs
     rows(pg_dsn, "CREATE TABLE public.invoice (id int PRIMARY KEY, total int)")
     rows(pg_dsn, "GRANT ALL ON public.invoice TO governance_app, governance_admin")
-    app = pygov.connect(app_dsn, pool_max_size=2)
-    auditor = pygov.connect(auditor_dsn, pool_max_size=2)
-    admin = pygov.connect(admin_dsn, pool_max_size=2)
-    try:
-        with admin.context(user="root"):
-            admin.authority.load_matrix(MATRIX)
-            lent = admin.authority.delegate(
-                "Billing", "Reports", "shop.invoice", "UPDATE", 60, "month end"
-            )
-            assert admin.authority.protect("public.invoice", "shop.invoice") == "shop.invoice"
-        with app.context(user="app-user", service="Billing"):
-            assert app.authority.validate("Billing", "shop.invoice", "CREATE").via == "matrix"
-            assert app.authority.has_authority("Reports", "shop.invoice", "UPDATE")
-            assert app.authority.check_delegation("Reports", "shop.invoice", "UPDATE") == lent
-            assert app.authority.matrix().allows("Billing", "shop.invoice", "UPDATE")
-            with app.transaction() as tx:  # the protected table lets the authorised service in
-                tx.execute("INSERT INTO public.invoice VALUES (1, 10)")
-            for forbidden in (
-                lambda: app.authority.load_matrix({}),
-                lambda: app.authority.delegate(
-                    "Billing", "Reports", "shop.invoice", "CREATE", 60, "x"
-                ),
-                lambda: app.authority.revoke(lent.id, "mine now"),
-                lambda: app.authority.protect("public.invoice"),
-                lambda: app.authority.unprotect("public.invoice"),
-            ):
-                with pytest.raises(AuthorityViolationError):
-                    forbidden()
-            with pytest.raises(AuthorityViolationError), app.transaction() as tx:
-                app.authority.override("let me in", conn=tx)
-        assert auditor.authority.has_authority("Billing", "shop.invoice", "CREATE")
-        assert [d.id for d in auditor.authority.delegations(active=True)] == [lent.id]
-        assert auditor.authority.problems() == []
-        for forbidden in (
-            lambda: auditor.authority.validate("Billing", "shop.invoice", "CREATE"),
-            lambda: auditor.authority.load_matrix({}),
-            lambda: auditor.authority.revoke(lent.id, "x"),
-        ):
-            with pytest.raises(AuthorityViolationError):
-                forbidden()
-        with admin.context(user="root"):
-            assert admin.authority.revoke(lent.id, "done").is_revoked
-    finally:
-        for gov in (app, auditor, admin):
-            gov.close()
+    with admin.context(user="root"):
+        admin.authority.load_matrix(MATRIX)
+        lent = admin.authority.delegate(
+            "Billing", "Reports", "shop.invoice", "UPDATE", 60, "month end"
+        )
+        assert admin.authority.protect("public.invoice", "shop.invoice") == "shop.invoice"
+    with app.context(user="app-user", service="Billing"):
+        assert app.authority.validate("Billing", "shop.invoice", "CREATE").via == "matrix"
+        assert app.authority.has_authority("Reports", "shop.invoice", "UPDATE")
+        assert app.authority.check_delegation("Reports", "shop.invoice", "UPDATE") == lent
+        assert app.authority.matrix().allows("Billing", "shop.invoice", "UPDATE")
+        with app.transaction() as tx:  # the protected table lets the authorised service in
+            tx.execute("INSERT INTO public.invoice VALUES (1, 10)")
+        refused(
+            lambda: app.authority.load_matrix({}),
+            lambda: app.authority.delegate("Billing", "Reports", "shop.invoice", "CREATE", 60, "x"),
+            lambda: app.authority.revoke(lent.id, "mine now"),
+            lambda: app.authority.protect("public.invoice"),
+            lambda: app.authority.unprotect("public.invoice"),
+        )
+        with pytest.raises(AuthorityViolationError), app.transaction() as tx:
+            app.authority.override("let me in", conn=tx)
+    assert auditor.authority.has_authority("Billing", "shop.invoice", "CREATE")
+    assert [d.id for d in auditor.authority.delegations(active=True)] == [lent.id]
+    assert auditor.authority.problems() == []
+    refused(
+        lambda: auditor.authority.validate("Billing", "shop.invoice", "CREATE"),
+        lambda: auditor.authority.load_matrix({}),
+        lambda: auditor.authority.revoke(lent.id, "x"),
+    )
+    with admin.context(user="root"):
+        assert admin.authority.revoke(lent.id, "done").is_revoked
     assert rows(pg_dsn, "SELECT count(*) FROM governance.authority_matrix") == [(2,)]
 
 
