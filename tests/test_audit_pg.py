@@ -4,7 +4,6 @@ and sealing alongside concurrent writers."""
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -272,7 +271,8 @@ def test_auditor_reads_history_but_cannot_log(pg_gov: pygov.Governance, pg_dsn: 
 
 @pytest.fixture(scope="module")
 def big_trail(pg_server: Any, template_db: str) -> Iterator[str]:
-    """200,000 audit rows over 2,000 objects, 500 users and 30 days, analysed."""
+    """200,000 audit rows over 2,000 objects, 500 users and 30 days, in time order (as a
+    trail is written), vacuumed and analysed."""
     from psycopg import sql as pgsql
 
     name = "pygov_audit_explain"
@@ -289,12 +289,12 @@ def big_trail(pg_server: Any, template_db: str) -> Iterator[str]:
         dsn,
         "INSERT INTO governance.audit_trail (occurred_at, transaction_id, model_name, "
         "object_id, operation, user_name, db_role, after_data) "
-        "SELECT now() - (g % 30) * interval '1 day' - (g % 86400) * interval '1 second', "
+        "SELECT now() - (200000 - g) * interval '12.96 seconds', "
         "pg_current_xact_id()::text::bigint, 'shop.item', (g % 2000)::text, 'UPDATE', "
         "'user-' || (g % 500), 'postgres', jsonb_build_object('qty', g) "
         "FROM generate_series(1, 200000) g",
     )
-    sql(dsn, "ANALYZE governance.audit_trail")
+    sql(dsn, "VACUUM ANALYZE governance.audit_trail")
     yield dsn
     sql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -319,17 +319,17 @@ def plan_nodes(dsn: str, query: str) -> list[dict[str, Any]]:
         (
             "SELECT * FROM governance.audit_trail WHERE model_name = 'shop.item' "
             "AND object_id = '42' ORDER BY id DESC LIMIT 50",
-            r"_model_name_object_id_id_idx$",
+            "audit_trail_object_idx",
         ),
         (
             "SELECT * FROM governance.audit_trail WHERE user_name = 'user-7' "
             "AND occurred_at BETWEEN now() - interval '2 days' AND now()",
-            r"_user_name_occurred_at_idx$",
+            "audit_trail_brin_idx",
         ),
         (
             "SELECT * FROM governance.audit_trail WHERE occurred_at "
             "BETWEEN now() - interval '3 hours' AND now() - interval '2 hours'",
-            r"_(p\d{4}_\d{2}|default)_occurred_at_idx$",
+            "audit_trail_brin_idx",
         ),
     ],
 )
@@ -343,9 +343,15 @@ def test_hot_queries_use_their_indexes(big_trail: str, query: str, index: str) -
         big_trail, "SELECT relname FROM pg_class WHERE relname = ANY(%s) AND relpages > 0", (seq,)
     )
     assert filled == [], seq
-    # Partitions name their copies of an index after its columns.
-    names = [n.get("Index Name", "") for n in scans]
-    assert any(re.search(index, name) for name in names), names
+    # Partitions have their own copies of an index: name the index they belong to.
+    names = [n["Index Name"] for n in scans if "Index Name" in n]
+    parents = sql(
+        big_trail,
+        "SELECT DISTINCT i.inhparent::regclass::text FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relname = ANY(%s)",
+        (names,),
+    )
+    assert (f"governance.{index}",) in parents, names
 
 
 def test_object_history_function_is_an_index_scan(big_trail: str) -> None:
