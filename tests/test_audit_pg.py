@@ -1,5 +1,5 @@
-"""Audit trail behaviour that only PostgreSQL has: roles, TRUNCATE, partitions, the planner,
-and sealing alongside concurrent writers."""
+"""Audit trail behaviour that only PostgreSQL has (roles, TRUNCATE, partitions, the planner,
+sealing alongside concurrent writers), SQLite's own limits, and the demo step on both."""
 
 from __future__ import annotations
 
@@ -364,3 +364,56 @@ def test_object_history_function_is_an_index_scan(big_trail: str) -> None:
     assert any("model_name_object_id_id_idx" in n.get("Index Name", "") for n in nodes)
     rows = sql(big_trail, "SELECT count(*) FROM governance.object_history('shop.item', '42', 50)")
     assert rows == [(50,)]
+
+
+@pytest.mark.parametrize("kind", ["pg", "sqlite"])
+def test_demo_step_makes_no_false_claims(kind: str, request: pytest.FixtureRequest) -> None:
+    from pygov.demo import Demo, schema, step_audit
+
+    gov = request.getfixturevalue("pg_gov" if kind == "pg" else "sqlite_gov")
+    lines: list[str] = []
+    demo = Demo(gov, out=lines.append)
+    schema.create(demo)
+    step_audit.run(demo)
+    assert demo.failures == [], lines
+    assert any("chain intact" in line for line in lines)
+
+
+def test_sqlite_audited_table_refuses_writes_from_connections_without_pygov(
+    sqlite_gov: pygov.Governance, sqlite_path: str
+) -> None:
+    # SQLite triggers read the context through functions that pygov registers on its own
+    # connections: elsewhere the write fails rather than going unaudited.
+    import sqlite3
+
+    with sqlite3.connect(sqlite_path) as raw:
+        raw.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, qty INTEGER)")
+    sqlite_gov.audit.enable("item")
+    with sqlite3.connect(sqlite_path) as raw, pytest.raises(sqlite3.OperationalError) as info:
+        raw.execute("INSERT INTO item VALUES (1, 1)")
+    assert "no such function: governance_" in str(info.value)
+    with sqlite3.connect(sqlite_path) as raw:
+        assert raw.execute("SELECT count(*) FROM item").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("item", "item"),
+        ('"weird; name"', "weird; name"),
+        ('main."a""b"', 'a"b'),
+        ("main.item", "item"),
+    ],
+)
+def test_sqlite_table_names_are_parsed_like_sql(text: str, name: str) -> None:
+    from pygov.sqlite_ops.audit import parse_table_name
+
+    assert parse_table_name(text) == name
+
+
+@pytest.mark.parametrize("text", ["a b", '"open', "other.item", "x;y", ""])
+def test_sqlite_bad_table_names_are_refused(text: str) -> None:
+    from pygov.sqlite_ops.audit import parse_table_name
+
+    with pytest.raises(ValidationError):
+        parse_table_name(text)
