@@ -271,8 +271,8 @@ def test_auditor_reads_history_but_cannot_log(pg_gov: pygov.Governance, pg_dsn: 
 
 @pytest.fixture(scope="module")
 def big_trail(pg_server: Any, template_db: str) -> Iterator[str]:
-    """200,000 audit rows over 2,000 objects, 500 users and 30 days, in time order (as a
-    trail is written), vacuumed and analysed."""
+    """200,000 audit rows over 2,000 objects and 30 days, in time order (as a trail is
+    written), each of 500 users active for one stretch; vacuumed and analysed."""
     from psycopg import sql as pgsql
 
     name = "pygov_audit_explain"
@@ -291,7 +291,7 @@ def big_trail(pg_server: Any, template_db: str) -> Iterator[str]:
         "object_id, operation, user_name, db_role, after_data) "
         "SELECT now() - (200000 - g) * interval '12.96 seconds', "
         "pg_current_xact_id()::text::bigint, 'shop.item', (g % 2000)::text, 'UPDATE', "
-        "'user-' || (g % 500), 'postgres', jsonb_build_object('qty', g) "
+        "'user-' || (g / 400), 'postgres', jsonb_build_object('qty', g) "
         "FROM generate_series(1, 200000) g",
     )
     sql(dsn, "VACUUM ANALYZE governance.audit_trail")
@@ -322,14 +322,13 @@ def plan_nodes(dsn: str, query: str) -> list[dict[str, Any]]:
             "audit_trail_object_idx",
         ),
         (
-            "SELECT * FROM governance.audit_trail WHERE user_name = 'user-7' "
-            "AND occurred_at BETWEEN now() - interval '2 days' AND now()",
+            "SELECT * FROM governance.audit_trail WHERE user_name = 'user-7'",
             "audit_trail_brin_idx",
         ),
         (
             "SELECT * FROM governance.audit_trail WHERE occurred_at "
             "BETWEEN now() - interval '3 hours' AND now() - interval '2 hours'",
-            "audit_trail_brin_idx",
+            "audit_trail_occurred_at_idx",
         ),
     ],
 )

@@ -4,20 +4,16 @@
 CREATE SEQUENCE governance.audit_trail_id_seq AS bigint;
 
 -- One row per audited event. occurred_at is the partition key; id orders rows within a seal.
--- No primary key: on a partitioned table it would have to include occurred_at, so it would not
--- make id unique (its sequence does), and every audited row would pay for one more B-tree.
 CREATE TABLE governance.audit_trail (
     id              bigint      NOT NULL DEFAULT nextval('governance.audit_trail_id_seq'),
     occurred_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     -- The writing transaction (pg_current_xact_id): seals cover ranges of finished transactions.
     transaction_id  bigint      NOT NULL,
-    -- Byte-order collation: the lookups are equalities, and "C" compares without the
-    -- locale's cost on every index insert.
-    model_name      text COLLATE "C",
-    object_id       text COLLATE "C",
+    model_name      text,
+    object_id       text,
     operation       text        NOT NULL,
     source_service  text,
-    user_name       text COLLATE "C",
+    user_name       text,
     db_role         text        NOT NULL,
     ip_address      inet,
     user_agent      text,
@@ -26,6 +22,7 @@ CREATE TABLE governance.audit_trail (
     after_data      jsonb,
     changed_fields  text[],
     extra           jsonb,
+    CONSTRAINT audit_trail_pkey PRIMARY KEY (id, occurred_at),
     CONSTRAINT audit_trail_operation_check CHECK (length(operation) BETWEEN 1 AND 64)
 ) PARTITION BY RANGE (occurred_at);
 
@@ -34,17 +31,15 @@ ALTER SEQUENCE governance.audit_trail_id_seq OWNED BY governance.audit_trail.id;
 -- No audit row is ever refused for want of a monthly partition.
 CREATE TABLE governance.audit_trail_default PARTITION OF governance.audit_trail DEFAULT;
 
--- Every audited row pays for every index here, so there are two. A B-tree for the one lookup
--- that must be exact and fast, and one BRIN for everything else: rows arrive in time order,
--- so block-range summaries find a time range, an id or a range of transactions, and a bloom
--- filter per block range finds a user's rows, for a fraction of a B-tree's upkeep (new block
--- ranges are summarised by autovacuum, off the write path).
 -- "The history of one object", newest first, paged by id.
 CREATE INDEX audit_trail_object_idx ON governance.audit_trail (model_name, object_id, id);
--- "What happened in this time range", "what did this user do", seals' transaction ranges.
-CREATE INDEX audit_trail_brin_idx ON governance.audit_trail
-    USING brin (occurred_at, id, transaction_id, user_name text_bloom_ops)
-    WITH (pages_per_range = 32, autosummarize = on);
+-- "What did this user do", by time.
+CREATE INDEX audit_trail_user_idx ON governance.audit_trail (user_name, occurred_at);
+-- "What happened in this time range" (within the partitions that pruning keeps).
+CREATE INDEX audit_trail_occurred_at_idx ON governance.audit_trail (occurred_at);
+-- Sealing and verifying read ranges of transactions; xids grow with time, so BRIN suffices.
+CREATE INDEX audit_trail_transaction_idx ON governance.audit_trail
+    USING brin (transaction_id) WITH (pages_per_range = 16);
 
 -- One row per month of rows sealed at once: hash = sha256(previous hash, the seal's header,
 -- the SHA-256 of every row in id order). row_ids/row_digests (first 8 bytes of each row's
