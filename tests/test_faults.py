@@ -432,6 +432,33 @@ def test_timeouts_inside_governance_functions_are_concurrency_errors_with_contex
     assert records(pg_dsn, "held") == [("k", "COMPLETED", {"by": "holder"})]
 
 
+def test_cancelled_async_call_is_not_wrapped_and_leaves_the_pool_usable(
+    pg_dsn: str, held_key: psycopg.Connection[Any]
+) -> None:
+    async def scenario() -> None:
+        gov = await pygov.aio.connect(pg_dsn, pool_min_size=1, pool_max_size=1)
+        try:
+            # The caller gives up (asyncio.timeout): cancellation is the caller's, never a
+            # pygov error, and the server stops waiting too.
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await gov.idempotency.check_and_record("held", "k", {"by": "waiter"})
+            # The pool's only connection is healthy again and not stuck in the old wait.
+            assert not (await gov.idempotency.check_and_record("other", "k")).is_duplicate
+        finally:
+            await gov.close()
+
+    asyncio.run(scenario())
+    waiting = rows(
+        pg_dsn,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock'",
+    )
+    assert waiting == [(0,)]
+    held_key.commit()
+    assert records(pg_dsn, "held") == [("k", "COMPLETED", {"by": "holder"})]
+
+
 def test_timeout_inside_callers_transaction_rolls_it_back(
     pg_dsn: str, held_key: psycopg.Connection[Any]
 ) -> None:
