@@ -221,11 +221,13 @@ $$;
 -- governance._apply_stock(item_id, location_id, delta, movement_key): the hot path of
 -- adjust_stock, one statement: apply the delta to the level and record the movement. Returns
 -- the new quantity; GV002 (changing nothing) when a withdrawal would go below zero.
+-- No SET search_path of its own, on purpose: it is called only by adjust_stock (which pins
+-- it), names every object with its schema, and a SET clause would cost a configuration
+-- save/restore on every stock movement.
 CREATE OR REPLACE FUNCTION governance._apply_stock(p_item_id text, p_location_id text,
                                                    p_delta bigint, p_movement_key text)
 RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_quantity bigint;
@@ -250,8 +252,11 @@ BEGIN
     INSERT INTO governance.stock_movement AS m
         (item_id, location_id, movement_key, delta, quantity_after, user_name, source_service,
          request_id)
+    -- The context as governance.ctx() reads it, inlined: ctx() is a function call per value.
     SELECT p_item_id, p_location_id, p_movement_key, p_delta, lvl.quantity,
-           governance.ctx('user'), governance.ctx('service'), governance.ctx('request_id')
+           nullif(pg_catalog.current_setting('governance.user', true), ''),
+           nullif(pg_catalog.current_setting('governance.service', true), ''),
+           nullif(pg_catalog.current_setting('governance.request_id', true), '')
       FROM (SELECT quantity FROM ins UNION ALL SELECT quantity FROM upd) AS lvl
     RETURNING m.quantity_after INTO v_quantity;
     IF v_quantity IS NOT NULL THEN
@@ -319,9 +324,12 @@ DECLARE
     m governance.stock_movement;
 BEGIN
     PERFORM governance.apply_context(p_context);
-    PERFORM governance._require_text('item_id', p_item_id, 255),
-            governance._require_text('location_id', p_location_id, 255);
-    IF p_delta IS NULL OR p_delta = 0 THEN
+    IF p_item_id IS NULL OR p_location_id IS NULL OR p_delta IS NULL OR p_delta = 0
+       OR length(p_item_id) NOT BETWEEN 1 AND 255 OR length(p_location_id) NOT BETWEEN 1 AND 255
+       OR btrim(p_item_id) = '' OR btrim(p_location_id) = '' THEN
+        -- Off the hot path: say which argument is wrong.
+        PERFORM governance._require_text('item_id', p_item_id, 255),
+                governance._require_text('location_id', p_location_id, 255);
         PERFORM governance.raise_error('GV002', 'delta must be a non-zero integer',
             jsonb_build_object('field', 'delta', 'delta', p_delta));
     END IF;
