@@ -139,8 +139,11 @@ class LocksPlans:
         return Call(LOCK_ROWS, args, _keys, conn, "locks.lock_rows")
 
 
-def _lock_error(name: str, wait: Wait, error: ConcurrencyError | None = None) -> ConcurrencyError:
-    error = error or ConcurrencyError("advisory lock is held by another transaction")
+LOCK_HELD = "advisory lock is held by another transaction"
+
+
+def _lock_error(name: str, wait: Wait, error: ConcurrencyError) -> ConcurrencyError:
+    """Say which lock and how long: for timeouts, SQLite's busy writer, deadlocks alike."""
     return wait.give_up(error, lock=name, lock_key=lock_key(name))
 
 
@@ -174,14 +177,15 @@ class Locks(Namespace):
         with self._gov.monitor.track(MONITOR_NAME), ExitStack() as stack:
             try:
                 tx = stack.enter_context(self._begin(conn, wait))
+                if not self._try_lock(key_name, conn=tx):
+                    for delay in wait.delays():
+                        if self._try_lock(key_name, delay, conn=tx):
+                            break
+                    else:
+                        raise ConcurrencyError(LOCK_HELD)
             except ConcurrencyError as exc:
-                raise _lock_error(key_name, wait, exc) from exc
-            if not self._try_lock(key_name, conn=tx):
-                for delay in wait.delays():
-                    if self._try_lock(key_name, delay, conn=tx):
-                        break
-                else:
-                    raise _lock_error(key_name, wait)
+                _lock_error(key_name, wait, exc)
+                raise
             wait.done()
             yield tx
 
@@ -214,7 +218,8 @@ class Locks(Namespace):
             try:
                 tx = stack.enter_context(self._begin(conn, wait))
             except ConcurrencyError as exc:
-                raise wait.give_up(exc, table=table) from exc
+                wait.give_up(exc, table=table)
+                raise
             self._gov._run(dataclasses.replace(call, conn=tx))
             wait.done()
             yield tx
@@ -238,14 +243,15 @@ class AsyncLocks(Namespace):
             async with AsyncExitStack() as stack:
                 try:
                     tx = await stack.enter_async_context(self._gov._backend.transaction(conn))
+                    if not await self._try_lock(key_name, conn=tx):
+                        for delay in wait.delays():
+                            if await self._try_lock(key_name, delay, conn=tx):
+                                break
+                        else:
+                            raise ConcurrencyError(LOCK_HELD)
                 except ConcurrencyError as exc:
-                    raise _lock_error(key_name, wait, exc) from exc
-                if not await self._try_lock(key_name, conn=tx):
-                    for delay in wait.delays():
-                        if await self._try_lock(key_name, delay, conn=tx):
-                            break
-                    else:
-                        raise _lock_error(key_name, wait)
+                    _lock_error(key_name, wait, exc)
+                    raise
                 wait.done()
                 yield tx
 

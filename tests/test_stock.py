@@ -245,3 +245,29 @@ def test_async_adjust_many_tasks_on_one_item(pg_dsn: str) -> None:
 
     accepted, level, movements = asyncio.run(main())
     assert (accepted, level, movements) == (50, 0, 51)
+
+
+def test_the_stock_queries_use_their_indexes(pg_dsn: str) -> None:
+    import json
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO governance.stock_movement (item_id, location_id, movement_key, delta,"
+            " quantity_after) SELECT 'i' || (g % 200), 'main',"
+            " CASE WHEN g % 2 = 0 THEN 'k' || g END, 1, g FROM generate_series(1, 20000) g"
+        )
+        conn.execute("ANALYZE governance.stock_movement")
+
+        def plan(query: str) -> str:
+            row = conn.execute(f"EXPLAIN (FORMAT JSON) {query}").fetchone()
+            assert row is not None
+            return json.dumps(row[0])
+
+        # The movement-key check of every keyed adjust_stock, and the history of one level.
+        assert "stock_movement_key_unique" in plan(
+            "SELECT * FROM governance.stock_movement sm WHERE sm.movement_key = 'k10'"
+        )
+        assert "stock_movement_level_idx" in plan(
+            "SELECT m.* FROM governance.stock_movement m WHERE m.item_id = 'i1'"
+            " AND m.location_id = 'main' AND m.id < 5000 ORDER BY m.id DESC LIMIT 100"
+        )
