@@ -32,7 +32,12 @@ from pygov._core import (
     utcnow,
 )
 from pygov._wait import Wait, wait_arg
-from pygov.errors import IdempotencyError, IdempotencyInProgressError, ValidationError
+from pygov.errors import (
+    GovernanceError,
+    IdempotencyError,
+    IdempotencyInProgressError,
+    ValidationError,
+)
 from pygov.sqlite_ops import idempotency as sqlite_impl
 
 P = ParamSpec("P")
@@ -384,7 +389,8 @@ class Idempotency(Namespace):
             except IdempotencyInProgressError as exc:
                 delay = next(delays, None)
                 if delay is None:
-                    raise waiting.give_up(exc) from None
+                    waiting.give_up(exc)
+                    raise
                 time.sleep(delay)
                 continue
             waiting.done()
@@ -438,8 +444,12 @@ class Idempotency(Namespace):
             return
         try:
             yield guard
-        except BaseException:
-            self.release(claim)
+        except BaseException as exc:
+            try:
+                self.release(claim)
+            except GovernanceError as release_error:
+                # Keep the block's own error; the claim will be taken over when its lease ends.
+                exc.add_note(f"pygov: releasing the claim failed too: {release_error}")
             raise
         self.complete(claim, guard.result, ttl=ttl)
 
@@ -520,7 +530,8 @@ class AsyncIdempotency(Namespace):
             except IdempotencyInProgressError as exc:
                 delay = next(delays, None)
                 if delay is None:
-                    raise waiting.give_up(exc) from None
+                    waiting.give_up(exc)
+                    raise
                 await asyncio.sleep(delay)
                 continue
             waiting.done()
@@ -571,8 +582,11 @@ class AsyncIdempotency(Namespace):
             return
         try:
             yield guard
-        except BaseException:
-            await self.release(claim)
+        except BaseException as exc:
+            try:
+                await self.release(claim)
+            except GovernanceError as release_error:
+                exc.add_note(f"pygov: releasing the claim failed too: {release_error}")
             raise
         await self.complete(claim, guard.result, ttl=ttl)
 

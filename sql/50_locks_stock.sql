@@ -1,4 +1,6 @@
 -- Locks (advisory and row locks), guarded stock, and the DBA view of lock activity.
+-- As in 00_core.sql, only SECURITY DEFINER functions pin search_path; the helpers run with
+-- their caller's (pinned) path and name every object with its schema.
 --
 -- Every advisory lock pygov takes is transaction-scoped (pg_*_advisory_xact_lock): it goes away
 -- with the transaction, so nothing leaks when a connection returns to a pool or passes through
@@ -13,7 +15,6 @@ LANGUAGE sql
 IMMUTABLE
 STRICT
 PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ('x' || left(encode(sha256(convert_to(p_name, 'UTF8')), 'hex'), 16))::bit(64)::bigint $$;
 
 -- governance._require_text(field, value, max_length): GV002 unless value is 1 to max_length
@@ -22,7 +23,6 @@ CREATE OR REPLACE FUNCTION governance._require_text(p_field text, p_value text, 
 RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_value IS NULL OR btrim(p_value) = '' OR length(p_value) > p_max THEN
@@ -39,7 +39,6 @@ CREATE OR REPLACE FUNCTION governance._timeout_ms(p_wait interval)
 RETURNS bigint
 LANGUAGE sql
 IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$ SELECT greatest(1, ceil(extract(epoch FROM p_wait) * 1000))::bigint $$;
 
 -- governance.try_lock(name, wait): take the transaction-scoped advisory lock of a name. Without
@@ -221,9 +220,6 @@ $$;
 -- governance._apply_stock(item_id, location_id, delta, movement_key): the hot path of
 -- adjust_stock, one statement: apply the delta to the level and record the movement. Returns
 -- the new quantity; GV002 (changing nothing) when a withdrawal would go below zero.
--- No SET search_path of its own, on purpose: it is called only by adjust_stock (which pins
--- it), names every object with its schema, and a SET clause would cost a configuration
--- save/restore on every stock movement.
 CREATE OR REPLACE FUNCTION governance._apply_stock(p_item_id text, p_location_id text,
                                                    p_delta bigint, p_movement_key text)
 RETURNS bigint
@@ -252,11 +248,8 @@ BEGIN
     INSERT INTO governance.stock_movement AS m
         (item_id, location_id, movement_key, delta, quantity_after, user_name, source_service,
          request_id)
-    -- The context as governance.ctx() reads it, inlined: ctx() is a function call per value.
     SELECT p_item_id, p_location_id, p_movement_key, p_delta, lvl.quantity,
-           nullif(pg_catalog.current_setting('governance.user', true), ''),
-           nullif(pg_catalog.current_setting('governance.service', true), ''),
-           nullif(pg_catalog.current_setting('governance.request_id', true), '')
+           governance.ctx('user'), governance.ctx('service'), governance.ctx('request_id')
       FROM (SELECT quantity FROM ins UNION ALL SELECT quantity FROM upd) AS lvl
     RETURNING m.quantity_after INTO v_quantity;
     IF v_quantity IS NOT NULL THEN
@@ -285,7 +278,6 @@ CREATE OR REPLACE FUNCTION governance._stock_repeat(m governance.stock_movement,
                                                     p_delta bigint)
 RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF m.item_id <> p_item_id OR m.location_id <> p_location_id OR m.delta <> p_delta THEN

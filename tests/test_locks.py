@@ -15,7 +15,7 @@ from pygov.errors import ConcurrencyError, GovernanceError, ValidationError
 from pygov.locks import lock_key
 from tests.conftest import Backend
 from tests.helpers import run_threads
-from tests.txsql import eventually, run_sql
+from tests.polling import eventually
 
 
 def make_counter_table(backend: Backend, rows: int = 1) -> None:
@@ -74,8 +74,8 @@ def test_advisory_lock_excludes_other_holders(gov: Any, backend: Backend) -> Non
                     most_inside = max(most_inside, inside)
                 # A read-modify-write in two statements: only the lock keeps it from losing
                 # updates.
-                (n,) = run_sql(gov, backend, conn, "SELECT n FROM lock_item WHERE id = 1")[0]
-                run_sql(gov, backend, conn, "UPDATE lock_item SET n = ? WHERE id = 1", (n + 1,))
+                (n,) = backend.execute(conn, "SELECT n FROM lock_item WHERE id = 1")[0]
+                backend.execute(conn, "UPDATE lock_item SET n = ? WHERE id = 1", (n + 1,))
                 with guard:
                     inside -= 1
 
@@ -126,7 +126,7 @@ def test_advisory_timeout_is_a_concurrency_error_naming_the_lock(gov: Any) -> No
 def test_the_lock_is_released_when_the_block_raises(gov: Any, backend: Backend) -> None:
     make_counter_table(backend)
     with pytest.raises(RuntimeError), gov.locks.advisory("boom") as conn:
-        run_sql(gov, backend, conn, "UPDATE lock_item SET n = 99 WHERE id = 1")
+        backend.execute(conn, "UPDATE lock_item SET n = 99 WHERE id = 1")
         raise RuntimeError("boom")
     assert backend.query("SELECT n FROM lock_item WHERE id = 1") == [(0,)]
     holder = Holder(lambda: gov.locks.advisory("boom", timeout=1))
@@ -147,7 +147,7 @@ def test_joining_a_transaction_holds_the_lock_until_it_ends(gov: Any, backend: B
     with gov.transaction() as tx:
         with gov.locks.advisory("month-end", conn=tx) as conn:
             assert conn is tx
-            run_sql(gov, backend, conn, "UPDATE lock_item SET n = 1 WHERE id = 1")
+            backend.execute(conn, "UPDATE lock_item SET n = 1 WHERE id = 1")
         # The block is over but the caller's transaction is not: the lock is still held.
         t = threading.Thread(target=try_lock)
         t.start()
@@ -340,9 +340,7 @@ def test_lock_rows_in_any_order_never_deadlocks(gov: Any, backend: Backend) -> N
             with gov.locks.lock_rows("lock_item", keys, timeout=30) as conn:
                 # Update in the caller's own (shuffled) order: the locks are already held.
                 for key in keys:
-                    run_sql(
-                        gov, backend, conn, "UPDATE lock_item SET n = n + 1 WHERE id = ?", (key,)
-                    )
+                    backend.execute(conn, "UPDATE lock_item SET n = n + 1 WHERE id = ?", (key,))
                     done += 1
         return done
 
@@ -375,7 +373,7 @@ def test_lock_rows_missing_keys(gov: Any, backend: Backend) -> None:
     assert info.value.context["missing"] == ["98", "99"]
     assert info.value.context["missing_count"] == 2
     with gov.locks.lock_rows("lock_item", [1, 99], skip_missing=True) as conn:
-        run_sql(gov, backend, conn, "UPDATE lock_item SET n = 5 WHERE id = 1")
+        backend.execute(conn, "UPDATE lock_item SET n = 5 WHERE id = 1")
     assert backend.query("SELECT n FROM lock_item WHERE id = 1") == [(5,)]
 
 
@@ -383,7 +381,7 @@ def test_lock_rows_by_another_column(gov: Any, backend: Backend) -> None:
     backend.query("CREATE TABLE sku (id integer PRIMARY KEY, code text NOT NULL UNIQUE)")
     backend.query("INSERT INTO sku (id, code) VALUES (1, 'B-2'), (2, 'A-1')")
     with gov.locks.lock_rows("sku", ["B-2", "A-1"], column="code") as conn:
-        assert run_sql(gov, backend, conn, "SELECT count(*) FROM sku") == [(2,)]
+        assert backend.execute(conn, "SELECT count(*) FROM sku") == [(2,)]
     with pytest.raises(ValidationError), gov.locks.lock_rows("sku", ["A-1"], column="nope"):
         pass
 
