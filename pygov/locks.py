@@ -213,7 +213,7 @@ class Locks(Namespace):
         call = self._plans.lock_rows(
             table, keys, column=column, timeout=timeout, skip_missing=skip_missing
         )
-        wait = Wait(self._gov.monitor, "locks.lock_rows", call.args[3])
+        wait = Wait(self._gov.monitor, "locks.lock_rows", self._plans.timeout(timeout))
         with ExitStack() as stack:
             try:
                 tx = stack.enter_context(self._begin(conn, wait))

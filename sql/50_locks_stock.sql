@@ -46,7 +46,7 @@ AS $$ SELECT greatest(1, ceil(extract(epoch FROM p_wait) * 1000))::bigint $$;
 -- wait shows in pg_locks and governance.lock_activity, and the lock is granted the moment its
 -- holder commits). Returns whether the lock is held. The holder records the name in
 -- governance.lock_name the first time it is used (after taking the lock, so that registering a
--- name never makes anyone wait).
+-- name never makes anyone wait; a read-only transaction takes the lock without registering).
 CREATE OR REPLACE FUNCTION governance.try_lock(p_name text, p_wait interval DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -73,7 +73,8 @@ BEGIN
         END;
         PERFORM set_config('lock_timeout', v_old, true);
     END IF;
-    IF v_got AND NOT EXISTS (SELECT 1 FROM governance.lock_name n WHERE n.lock_key = v_key) THEN
+    IF v_got AND NOT EXISTS (SELECT 1 FROM governance.lock_name n WHERE n.lock_key = v_key)
+       AND current_setting('transaction_read_only') = 'off' THEN
         INSERT INTO governance.lock_name (lock_key, name) VALUES (v_key, p_name)
         ON CONFLICT DO NOTHING;
     END IF;

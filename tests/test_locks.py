@@ -191,6 +191,13 @@ def test_lock_is_transaction_scoped_never_session_scoped(pg_gov: pygov.Governanc
     assert rows == (0,)
 
 
+def test_a_read_only_transaction_can_take_a_lock(pg_gov: pygov.Governance) -> None:
+    with pg_gov.transaction() as tx:
+        tx.execute("SET TRANSACTION READ ONLY")
+        with pg_gov.locks.advisory("read-only-report", conn=tx) as conn:
+            assert conn.execute("SELECT count(*) FROM governance.lock_activity").fetchone() == (1,)
+
+
 def test_sql_lock_and_try_lock_for_dbas(pg_gov: pygov.Governance, pg_dsn: str) -> None:
     holder = Holder(lambda: pg_gov.locks.advisory("psql-job"))
     try:
