@@ -451,3 +451,15 @@ def test_lock_rows_sql_for_dbas(pg_dsn: str) -> None:
                 other.execute("SELECT * FROM bins WHERE id = 3 FOR UPDATE NOWAIT")
             other.rollback()
             assert other.execute("SELECT id FROM bins WHERE id = 2 FOR UPDATE NOWAIT").fetchone()
+
+
+def test_sqlite_reads_schema_dot_table_as_schema_underscore_table(
+    sqlite_gov: pygov.Governance,
+) -> None:
+    with sqlite_gov.transaction() as tx:
+        tx.execute("CREATE TABLE inventory_bin (code TEXT PRIMARY KEY)")
+        tx.execute("INSERT INTO inventory_bin VALUES ('A'), ('B')")
+    with sqlite_gov.locks.lock_rows("inventory.bin", ["B", "A"]) as conn:
+        assert conn.execute("SELECT count(*) FROM inventory_bin").fetchone() == (2,)
+    with pytest.raises(ValidationError), sqlite_gov.locks.lock_rows("inventory.nope", ["A"]):
+        pass
