@@ -4,7 +4,8 @@
 guarded stock change can be: ``UPDATE ... SET quantity = quantity + $1 WHERE ... AND quantity +
 $1 >= 0`` through the same driver (psycopg, autocommit, a pool of the same size), on a table of
 the same shape, measured in the same run. pygov does more per change (creates a missing level,
-records the movement with its context, reports refusals with figures), in one call.
+records the movement with its context, reports refusals with figures), in one call; and on the
+hot item the changes concurrent clients make share round trips and commits (pygov.stock).
 
 The four cases run in turns, ROUNDS times, and each figure is the mean of its turns, so that a
 change in the machine's load during the run (other processes) weighs on all of them alike.
