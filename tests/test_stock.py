@@ -181,8 +181,10 @@ def test_bad_arguments_are_validation_errors_and_store_nothing(
 
 def test_quantity_overflow_is_a_validation_error(gov: Any) -> None:
     gov.stock.adjust("pen", "main", 2**63 - 1)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as info:
         gov.stock.adjust("pen", "main", 1)
+    assert info.value.message == "the quantity would be out of range"
+    assert info.value.context["available"] == 2**63 - 1
     assert gov.stock.level("pen", "main") == 2**63 - 1
 
 
