@@ -64,6 +64,8 @@ class Settings:
     default_ttl: timedelta = timedelta(hours=24)
     default_lease: timedelta = timedelta(minutes=5)
     lock_timeout: float = 10.0
+    #: Seconds ``connect()`` waits for the pool's first connections before giving up.
+    open_timeout: float = 30.0
     high_concurrency_threshold: int = 50
     pool_min_size: int = 1
     pool_max_size: int = 20

@@ -38,7 +38,7 @@ class PgBackend:
                 open=False,
                 name="pygov",
             )
-            self._pool.open(wait=True, timeout=30)
+            self._pool.open(wait=True, timeout=settings.open_timeout)
         except Exception as exc:
             raise translate(exc) from exc
 

@@ -1,5 +1,9 @@
 -- Core helpers shared by every governance function: context, caller identity, errors.
 -- Re-applied on every migrate (CREATE OR REPLACE).
+--
+-- Only SECURITY DEFINER functions pin search_path. Helpers that run with the caller's rights
+-- do not: a SET clause stops the planner from inlining them and costs a GUC save/restore per
+-- call on the hot path, and when a definer function calls them its pinned path applies.
 
 -- governance.apply_context(p_context): install the wrapper's governance context as
 -- transaction-local settings, so that triggers fired later in the same transaction see it.
@@ -7,7 +11,6 @@
 CREATE OR REPLACE FUNCTION governance.apply_context(p_context jsonb)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_context IS NULL OR jsonb_typeof(p_context) <> 'object' THEN
@@ -26,7 +29,6 @@ CREATE OR REPLACE FUNCTION governance.ctx(p_name text)
 RETURNS text
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$ SELECT nullif(current_setting('governance.' || p_name, true), '') $$;
 
 -- governance.ctx_ip(): the context's IP as inet, NULL when unset or not an address (a DBA may
@@ -35,7 +37,6 @@ CREATE OR REPLACE FUNCTION governance.ctx_ip()
 RETURNS inet
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text := nullif(current_setting('governance.ip', true), '');
@@ -55,7 +56,6 @@ CREATE OR REPLACE FUNCTION governance.caller_role()
 RETURNS text
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$ SELECT coalesce(nullif(current_setting('role'), 'none'), session_user::text) $$;
 
 -- governance.caller_is_admin(): is the caller a member of governance_admin (or a superuser)?
@@ -63,7 +63,6 @@ CREATE OR REPLACE FUNCTION governance.caller_is_admin()
 RETURNS boolean
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$ SELECT pg_has_role(governance.caller_role(), 'governance_admin', 'MEMBER') $$;
 
 -- governance.raise_error(sqlstate, message, detail): raise a GV error with a JSON DETAIL.
@@ -71,7 +70,6 @@ CREATE OR REPLACE FUNCTION governance.raise_error(p_sqlstate text, p_message tex
                                                   p_detail jsonb DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RAISE EXCEPTION USING ERRCODE = p_sqlstate, MESSAGE = p_message,
@@ -83,7 +81,6 @@ $$;
 CREATE OR REPLACE FUNCTION governance.require_admin(p_action text)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT governance.caller_is_admin() THEN
@@ -100,7 +97,6 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$ SELECT replace(replace(coalesce(p, ''), '%', '%25'), ':', '%3A') $$;
 
 -- governance.journal_entry_key(app, model, object_id, action): the key of a journal entry.
@@ -110,7 +106,6 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT 'JE:' || governance.key_part(p_app) || ':' || governance.key_part(p_model) || ':'
         || governance.key_part(p_object_id) || ':' || governance.key_part(p_action)
@@ -123,7 +118,6 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT 'SM:' || governance.key_part(p_product_id) || ':' || governance.key_part(p_warehouse_id)
         || ':' || governance.key_part(p_movement_type) || ':' || governance.key_part(p_reference)

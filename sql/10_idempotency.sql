@@ -30,7 +30,6 @@ CREATE OR REPLACE FUNCTION governance._idempotency_row(p_outcome text,
 RETURNS governance.idempotency_result
 LANGUAGE sql
 IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ROW(p_outcome, r.id, r.operation_type, r.idempotency_key, r.status, r.result_data,
                r.created_by, r.created_at, r.completed_at, r.expires_at, r.lease_expires_at,
@@ -44,7 +43,6 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$ SELECT CASE WHEN p_payload IS NULL THEN NULL
                   ELSE encode(sha256(convert_to(p_payload::text, 'UTF8')), 'hex') END $$;
 
@@ -55,7 +53,6 @@ CREATE OR REPLACE FUNCTION governance._idempotency_check_args(p_operation_type t
 RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_operation_type IS NULL OR btrim(p_operation_type) = '' OR length(p_operation_type) > 100 THEN
@@ -81,12 +78,11 @@ CREATE OR REPLACE FUNCTION governance._idempotency_acquire(
     p_ttl interval, p_lease interval, p_payload jsonb)
 RETURNS governance.idempotency_result
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_ttl   interval := coalesce(p_ttl, interval '24 hours');
     v_hash  text := governance.payload_hash(p_payload);
-    v_token uuid := gen_random_uuid();
+    v_token uuid := CASE WHEN p_in_progress THEN gen_random_uuid() END;
     v_now   timestamptz := clock_timestamp();
     v_status text := CASE WHEN p_in_progress THEN 'IN_PROGRESS' ELSE 'COMPLETED' END;
     v_lease timestamptz := CASE WHEN p_in_progress

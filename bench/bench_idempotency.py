@@ -1,0 +1,202 @@
+"""Idempotency: check_and_record against a bare INSERT ... ON CONFLICT DO NOTHING.
+
+PostgreSQL: new keys and repeated keys, 1 and 16 concurrent clients, sync (psycopg); async
+(asyncpg) against sync at 16 callers. SQLite: against a bare INSERT OR IGNORE through sqlite3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import psycopg_pool
+
+import pygov
+import pygov.aio
+from bench.common import BenchServer, Result, throughput
+
+SECONDS = 4.0
+
+# The same columns, constraints and indexes as governance.idempotency_record.
+BASELINE_TABLE = """
+CREATE TABLE bench_idempotency (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    operation_type text NOT NULL, idempotency_key text NOT NULL, status text NOT NULL,
+    result_data jsonb, payload_hash text, holder_token uuid, lease_expires_at timestamptz,
+    ttl interval NOT NULL DEFAULT interval '24 hours', created_by text, created_service text,
+    created_at timestamptz NOT NULL DEFAULT now(), completed_at timestamptz,
+    expires_at timestamptz NOT NULL, UNIQUE (operation_type, idempotency_key));
+CREATE INDEX ON bench_idempotency (expires_at);
+"""
+BASELINE_INSERT = (
+    "INSERT INTO bench_idempotency (operation_type, idempotency_key, status, result_data,"
+    " created_by, created_service, completed_at, expires_at)"
+    " VALUES ($1, $2, 'COMPLETED', $3::text::jsonb, $4, $4, now(), now() + interval '24 hours')"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def _pg(server: BenchServer) -> list[Result]:
+    results: list[Result] = []
+    with server.database() as dsn:
+        pool = psycopg_pool.ConnectionPool(
+            dsn, min_size=16, max_size=16, kwargs={"autocommit": True}, open=True
+        )
+        pool.wait()
+        with pool.connection() as conn:
+            conn.execute(BASELINE_TABLE.encode())
+        gov = pygov.connect(dsn, pool_min_size=16, pool_max_size=16)
+        run_id = uuid.uuid4().hex[:6]
+
+        def bare(prefix: str, repeated: bool) -> Callable[[int, int], None]:
+            def op(client: int, i: int) -> None:
+                key = f"{prefix}-{client}-{0 if repeated else i}"
+                with pool.connection() as conn:
+                    psycopg.RawCursor(conn).execute(
+                        BASELINE_INSERT, ("fee", key, '{"entry_id": 1}', "bench")
+                    )
+
+            return op
+
+        def governed(prefix: str, repeated: bool) -> Callable[[int, int], None]:
+            def op(client: int, i: int) -> None:
+                key = f"{prefix}-{client}-{0 if repeated else i}"
+                gov.idempotency.check_and_record("fee", key, {"entry_id": 1})
+
+            return op
+
+        with gov.context(user="bench", service="bench"):
+            for clients in (1, 16):
+                for repeated in (False, True):
+                    label = "repeated" if repeated else "new"
+                    # Warm both paths (plans, prepared statements) before measuring.
+                    throughput(clients, 0.5, bare(f"w{run_id}b{clients}{label}", repeated))
+                    throughput(clients, 0.5, governed(f"w{run_id}g{clients}{label}", repeated))
+                    base = throughput(
+                        clients, SECONDS, bare(f"{run_id}b{clients}{label}", repeated)
+                    )
+                    ours = throughput(
+                        clients, SECONDS, governed(f"{run_id}g{clients}{label}", repeated)
+                    )
+                    target, passed = "", None
+                    if clients == 16 and not repeated:
+                        target, passed = ">= 0.70x", ours / base >= 0.7
+                    results.append(
+                        Result(
+                            f"check_and_record, {label} keys, {clients} client(s) [PG]",
+                            ours,
+                            base,
+                            "ops/s",
+                            target,
+                            passed,
+                        )
+                    )
+            sync_16 = throughput(16, SECONDS, governed(f"{run_id}sync16", False))
+        gov.close()
+        pool.close()
+        async_16 = asyncio.run(_async_throughput(dsn, 16, SECONDS, run_id))
+        results.append(
+            Result(
+                "check_and_record, new keys, 16 callers: async vs sync",
+                async_16,
+                sync_16,
+                "ops/s",
+            )
+        )
+    return results
+
+
+async def _async_throughput(dsn: str, callers: int, seconds: float, run_id: str) -> float:
+    agov = await pygov.aio.connect(dsn, pool_min_size=callers, pool_max_size=callers)
+    counts = [0] * callers
+    stop = asyncio.Event()
+
+    async def caller(c: int) -> None:
+        i = 0
+        while not stop.is_set():
+            await agov.idempotency.check_and_record("fee", f"{run_id}a-{c}-{i}", {"entry_id": 1})
+            i += 1
+        counts[c] = i
+
+    with agov.context(user="bench", service="bench"):
+        warm = [asyncio.create_task(caller(c)) for c in range(callers)]
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*warm)
+        stop.clear()
+        counts = [0] * callers
+        run_id += "m"
+        started = time.perf_counter()
+        tasks = [asyncio.create_task(caller(c)) for c in range(callers)]
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    await agov.close()
+    return sum(counts) / elapsed
+
+
+def _sqlite() -> list[Result]:
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "bench.db")
+        gov = pygov.connect(f"sqlite:///{path}")
+        gov.migrate()
+        raw = sqlite3.connect(path, isolation_level=None)
+        raw.execute("PRAGMA journal_mode = WAL")
+        raw.execute("PRAGMA synchronous = NORMAL")
+        raw.execute(
+            "CREATE TABLE bench_idempotency (id INTEGER PRIMARY KEY, operation_type TEXT NOT NULL,"
+            " idempotency_key TEXT NOT NULL, status TEXT NOT NULL, result_data TEXT,"
+            " created_at TEXT NOT NULL, expires_at TEXT NOT NULL,"
+            " UNIQUE (operation_type, idempotency_key))"
+        )
+
+        def bare(key: str) -> None:
+            now = datetime.now(UTC)
+            raw.execute(
+                "INSERT OR IGNORE INTO bench_idempotency (operation_type, idempotency_key, status,"
+                " result_data, created_at, expires_at) VALUES (?, ?, 'COMPLETED', ?, ?, ?)",
+                (
+                    "fee",
+                    key,
+                    '{"entry_id": 1}',
+                    now.isoformat(),
+                    (now + timedelta(days=1)).isoformat(),
+                ),
+            )
+
+        def governed(key: str) -> None:
+            gov.idempotency.check_and_record("fee", key, {"entry_id": 1})
+
+        for repeated in (False, True):
+            label = "repeated" if repeated else "new"
+            timings = []
+            for func in (bare, governed):
+                n = 3000
+                started = time.perf_counter()
+                for i in range(n):
+                    func(f"{label}-{0 if repeated else i}")
+                timings.append(n / (time.perf_counter() - started))
+            results.append(
+                Result(
+                    f"check_and_record, {label} keys, 1 client [SQLite WAL]",
+                    timings[1],
+                    timings[0],
+                    "ops/s",
+                )
+            )
+        raw.close()
+        gov.close()
+    return results
+
+
+def run(server: BenchServer) -> list[Result]:
+    return _pg(server) + _sqlite()

@@ -1,0 +1,97 @@
+"""SQLite-specific guarantees: one winner per key across processes, WAL, no "database is locked"."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import sqlite3
+from typing import Any
+
+import pytest
+
+import pygov
+
+
+def _claim_worker(path: str, worker: int, queue: Any) -> None:
+    won: list[str] = []
+    errors: list[str] = []
+    gov = pygov.connect(f"sqlite:///{path}")
+    keys = [f"key-{i % 50}" for i in range(200)]
+    random.Random(worker).shuffle(keys)
+    for key in keys:
+        try:
+            claim = gov.idempotency.claim("xproc", key, wait=30)
+            if claim.claimed:
+                gov.idempotency.complete(claim, {"winner": worker})
+                won.append(key)
+        except Exception as exc:  # reported to the parent, which fails the test
+            errors.append(repr(exc))
+    gov.close()
+    queue.put((worker, won, errors))
+
+
+def test_four_processes_two_hundred_claims_each_one_winner_per_key(sqlite_path: str) -> None:
+    gov = pygov.connect(f"sqlite:///{sqlite_path}")
+    gov.migrate()
+    gov.close()
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_claim_worker, args=(sqlite_path, w, queue)) for w in range(4)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=180) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    errors = [e for _, _, errs in results for e in errs]
+    assert errors == []
+    winners = [key for _, won, _ in results for key in won]
+    assert sorted(winners) == sorted(f"key-{i}" for i in range(50))
+    with sqlite3.connect(sqlite_path) as conn:
+        rows = conn.execute(
+            "SELECT idempotency_key, status, json_extract(result_data, '$.winner')"
+            " FROM governance_idempotency_record WHERE operation_type = 'xproc'"
+        ).fetchall()
+    assert len(rows) == 50
+    assert all(status == "COMPLETED" for _, status, _ in rows)
+    by_key = {key: winner for key, _, winner in rows}
+    for worker, won, _ in results:
+        assert all(by_key[key] == worker for key in won)
+
+
+def test_file_database_uses_wal(sqlite_gov: pygov.Governance, sqlite_path: str) -> None:
+    with sqlite3.connect(sqlite_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_sqlite_context_superuser_stands_in_for_governance_admin(
+    sqlite_gov: pygov.Governance,
+) -> None:
+    with pytest.raises(pygov.AuthorityViolationError):
+        sqlite_gov.idempotency.cleanup_expired()
+    with sqlite_gov.context(superuser=True):
+        assert sqlite_gov.idempotency.cleanup_expired() == 0
+
+
+def test_postgres_ignores_the_superuser_flag(pg_dsn: str) -> None:
+    # Only database roles grant admin duties in PostgreSQL: a context flag must not.
+    import psycopg
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS pygov_flag_test")
+        conn.execute("CREATE ROLE pygov_flag_test LOGIN")
+        conn.execute("GRANT governance_app TO pygov_flag_test")
+    try:
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(pg_dsn)
+        params["user"] = "pygov_flag_test"
+        gov = pygov.connect(make_conninfo(**params))
+        try:
+            with gov.context(superuser=True), pytest.raises(pygov.AuthorityViolationError):
+                gov.idempotency.cleanup_expired()
+        finally:
+            gov.close()
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("DROP OWNED BY pygov_flag_test")
+            conn.execute("DROP ROLE pygov_flag_test")
