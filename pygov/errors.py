@@ -196,6 +196,9 @@ def translate(exc: BaseException) -> GovernanceError:
         message = getattr(exc, "message", None) or message
     if sqlstate is None:
         sqlstate = _sqlstate_without_code(exc)
+        # SQLite triggers raise GV errors as RAISE(ABORT, 'GV001: message').
+        if message[:5].startswith("GV") and message[2:5].isdigit() and message[5:7] == ": ":
+            sqlstate, message = message[:5], message[7:]
     driver_error = None if str(sqlstate).startswith("GV") else type(exc).__name__
     return error_for(sqlstate, message, detail, driver_error=driver_error)
 
