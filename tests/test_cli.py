@@ -1,0 +1,240 @@
+"""The ``pygov`` admin CLI, driven as the real console script in a subprocess.
+
+Most tests run twice: against a PostgreSQL test database and against an SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import pygov
+from tests.conftest import Backend, PgServer
+
+PYGOV = str(Path(sys.executable).parent / "pygov")
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``pygov ARGS`` with a clean environment (no PYGOV_* leaking in from outside)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYGOV_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [PYGOV, *args], capture_output=True, text=True, timeout=timeout, env=environment
+    )
+
+
+@dataclass
+class Db:
+    """A migrated database for a CLI test: its DSN, a pygov handle, and raw queries."""
+
+    dsn: str
+    gov: pygov.Governance
+    backend: Backend
+
+    def cli(self, *args: str, user: str = "ops-alice") -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, env={"PYGOV_DSN": self.dsn, "PYGOV_USER": user})
+
+    def json(self, *args: str) -> Any:
+        result = self.cli(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def admin_records(self) -> list[tuple[Any, ...]]:
+        """(action, target, user, service, outcome) of every ADMIN_ACCESS audit row."""
+        rows = self.backend.query(
+            f"SELECT extra, model_name, user_name, source_service FROM "
+            f"{self.backend.table('audit_trail')} WHERE operation = 'ADMIN_ACCESS' ORDER BY id"
+        )
+        result = []
+        for extra, target, user, service in rows:
+            data = extra if isinstance(extra, dict) else json.loads(extra)
+            result.append((data["action"], target, user, service, data["outcome"]))
+        return result
+
+
+@pytest.fixture(params=["pg", "sqlite"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    if request.param == "pg":
+        dsn = request.getfixturevalue("pg_dsn")
+        backend = Backend("pg", dsn)
+    else:
+        path = str(tmp_path / "cli.db")
+        dsn = f"sqlite:///{path}"
+        backend = Backend("sqlite", path)
+    gov = pygov.connect(dsn)
+    gov.migrate()
+    try:
+        with gov.context(superuser=backend.name == "sqlite"):
+            yield Db(dsn, gov, backend)
+    finally:
+        gov.close()
+
+
+# --- usage -----------------------------------------------------------------------------------
+
+
+def test_no_database_is_a_usage_error_naming_both_ways() -> None:
+    result = run_cli("stats")
+    assert result.returncode == 2
+    assert "--dsn" in result.stderr and "PYGOV_DSN" in result.stderr
+
+
+def test_unsupported_dsn_and_bad_options_are_usage_errors(tmp_path: Path) -> None:
+    assert run_cli("--dsn", "mysql://x/y", "stats").returncode == 2
+    missing = tmp_path / "missing.db"
+    result = run_cli("check", "--dsn", f"sqlite:///{missing}")
+    assert result.returncode == 2 and "pygov migrate" in result.stderr
+    assert not missing.exists()  # a typo never creates an empty database
+    result = run_cli("idempotency", "cleanup", "--batch-size", "0", "--dsn", "sqlite:///x.db")
+    assert result.returncode == 2 and "--batch-size" in result.stderr
+    assert run_cli("no-such-command").returncode == 2
+
+
+def test_unreachable_postgres_is_a_governance_error_without_a_traceback() -> None:
+    result = run_cli("check", "--dsn", "postgresql://nobody@127.0.0.1:1/none")
+    assert result.returncode == 1
+    assert "cannot connect to PostgreSQL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- migrate, check --------------------------------------------------------------------------
+
+
+def test_migrate_creates_a_database_and_is_repeatable(tmp_path: Path) -> None:
+    dsn = f"sqlite:///{tmp_path / 'new.db'}"
+    first = run_cli("migrate", "--dsn", dsn, "--user", "dba-bob")
+    assert first.returncode == 0, first.stderr
+    assert "0001_idempotency" in first.stdout
+    assert "Migrating: done" in first.stderr
+    again = run_cli("migrate", "--dsn", dsn, "--json")
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["applied"] == []
+    backend = Backend("sqlite", str(tmp_path / "new.db"))
+    rows = backend.query(
+        "SELECT user_name, source_service FROM governance_audit_trail "
+        "WHERE operation = 'ADMIN_ACCESS' ORDER BY id"
+    )
+    assert rows[0] == ("dba-bob", "pygov-cli")
+    assert len(rows) == 2
+
+
+def test_migrate_an_empty_postgres_database(empty_pg_dsn: str) -> None:
+    result = run_cli("--dsn", empty_pg_dsn, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert "0002_idempotency" in result.stdout and "functions reloaded" in result.stdout
+
+
+def test_check_healthy_then_problems_exit_1(db: Db) -> None:
+    healthy = db.cli("check")
+    assert healthy.returncode == 0, healthy.stderr
+    assert healthy.stdout.startswith("ok")
+    # A claim whose lease ran out without completing is an abandoned claim.
+    db.gov.idempotency.claim("charge", "abandoned-1", lease=0.1)
+    time.sleep(0.2)
+    sick = db.cli("check")
+    assert sick.returncode == 1
+    assert sick.stdout.split()[:3] == ["SEVERITY", "COMPONENT", "PROBLEM"]
+    assert "abandoned" in sick.stdout
+    report = json.loads(db.cli("check", "--json").stdout)
+    assert report["ok"] is False
+    assert report["problems"][0]["component"] == "idempotency"
+    assert report["problems"][0]["detail"] == {"operation_type": "charge", "claims": 1}
+    outcomes = [r[4] for r in db.admin_records() if r[0] == "check"]
+    assert outcomes == ["ok", "problems found", "problems found"]
+
+
+# --- idempotency -----------------------------------------------------------------------------
+
+
+def test_idempotency_stats_table_and_json(db: Db) -> None:
+    db.gov.idempotency.check_and_record("fee", "k1")
+    db.gov.idempotency.check_and_record("fee", "k1")
+    db.gov.idempotency.check_and_record("fee", "k2")
+    db.gov.idempotency.check_and_record("stock", "s1")
+    text = db.cli("idempotency", "stats")
+    assert text.returncode == 0
+    header, rule, *lines = text.stdout.splitlines()
+    assert header.split() == [
+        "OPERATION_TYPE",
+        "COMPLETED",
+        "IN_PROGRESS",
+        "EXPIRED",
+        "DUPLICATES_SERVED",
+    ]
+    assert set(rule) == {"-", " "}
+    assert sorted(line.split() for line in lines) == [
+        ["fee", "2", "0", "0", "1"],
+        ["stock", "1", "0", "0", "0"],
+    ]
+    data = db.json("idempotency", "stats")
+    assert {d["operation_type"]: d["completed"] for d in data} == {"fee": 2, "stock": 1}
+
+
+def test_idempotency_cleanup_deletes_expired_in_batches_with_progress(db: Db) -> None:
+    for i in range(5):
+        db.gov.idempotency.check_and_record("old", f"k{i}", ttl=0.1)
+    db.gov.idempotency.check_and_record("live", "k")
+    time.sleep(0.2)
+    result = db.cli("idempotency", "cleanup", "--batch-size", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"deleted": 5}
+    assert "Deleting expired idempotency records" in result.stderr
+    assert "(5 deleted)" in result.stderr
+    remaining = db.backend.query(
+        f"SELECT operation_type FROM {db.backend.table('idempotency_record')}"
+    )
+    assert remaining == [("live",)]
+    assert ("idempotency.cleanup", None, "ops-alice", "pygov-cli", "ok") in db.admin_records()
+
+
+@pytest.fixture
+def plain_role(pg_server: PgServer, pg_dsn: str) -> Iterator[str]:
+    """A login role that is only governance_app: no admin rights."""
+    name = f"app_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server.admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {name} LOGIN IN ROLE governance_app")
+    try:
+        yield psycopg.conninfo.make_conninfo(pg_dsn, user=name)
+    finally:
+        with psycopg.connect(pg_server.admin_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {name}")
+            conn.execute(f"DROP ROLE {name}")
+
+
+def test_governance_error_exits_1_with_typed_message_and_json(plain_role: str) -> None:
+    result = run_cli("--dsn", plain_role, "idempotency", "cleanup")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: AuthorityViolationError")
+    assert "Traceback" not in result.stderr
+    as_json = run_cli("--dsn", plain_role, "--json", "idempotency", "cleanup")
+    assert as_json.returncode == 1
+    body = json.loads(as_json.stderr[as_json.stderr.index("{") :])
+    assert body["error"] == "AuthorityViolationError"
+    assert as_json.stdout == ""
+
+
+# --- stats -----------------------------------------------------------------------------------
+
+
+def test_stats_overview(db: Db) -> None:
+    db.gov.idempotency.check_and_record("fee", "k1")
+    db.gov.idempotency.check_and_record("fee", "k1")
+    data = db.json("stats")
+    assert data["backend"] == ("postgresql" if db.backend.is_postgres else "sqlite")
+    assert data["idempotency"]["completed"] == 1
+    assert data["idempotency"]["duplicates_served"] == 1
+    text = db.cli("stats")
+    assert "idempotency:" in text.stdout and "duplicates served: 1" in text.stdout
