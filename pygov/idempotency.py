@@ -32,7 +32,12 @@ from pygov._core import (
     to_datetime,
     utcnow,
 )
-from pygov.errors import IdempotencyError, IdempotencyInProgressError, ValidationError
+from pygov.errors import (
+    GovernanceError,
+    IdempotencyError,
+    IdempotencyInProgressError,
+    ValidationError,
+)
 from pygov.sqlite_ops import idempotency as sqlite_impl
 
 P = ParamSpec("P")
@@ -434,8 +439,12 @@ class Idempotency(Namespace):
             return
         try:
             yield guard
-        except BaseException:
-            self.release(claim)
+        except BaseException as exc:
+            try:
+                self.release(claim)
+            except GovernanceError as release_error:
+                # Keep the block's own error; the claim will be taken over when its lease ends.
+                exc.add_note(f"pygov: releasing the claim failed too: {release_error}")
             raise
         self.complete(claim, guard.result, ttl=ttl)
 
@@ -567,8 +576,11 @@ class AsyncIdempotency(Namespace):
             return
         try:
             yield guard
-        except BaseException:
-            await self.release(claim)
+        except BaseException as exc:
+            try:
+                await self.release(claim)
+            except GovernanceError as release_error:
+                exc.add_note(f"pygov: releasing the claim failed too: {release_error}")
             raise
         await self.complete(claim, guard.result, ttl=ttl)
 

@@ -251,6 +251,20 @@ class Backend:
 
     name: str  # "pg", "async", "sqlite"
     dsn: str
+    runner: EventLoopThread | None = None
+
+    def execute(self, conn: Any, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run SQL (``?`` placeholders) on a connection from ``gov.transaction()``."""
+        if self.name == "pg":
+            cur = conn.execute(statement.replace("?", "%s"), params)
+            return list(cur.fetchall()) if cur.description else []
+        if self.name == "async":
+            assert self.runner is not None
+            text = statement
+            for i in range(1, len(params) + 1):
+                text = text.replace("?", f"${i}", 1)
+            return list(self.runner.run(conn.fetch(text, *params)))
+        return list(conn.execute(statement, params).fetchall())
 
     @property
     def is_postgres(self) -> bool:
@@ -302,7 +316,7 @@ def contract(
     runner = EventLoopThread()
     agov = runner.run(pygov.aio.connect(dsn, pool_max_size=40))
     try:
-        yield SyncProxy(runner, agov), Backend("async", dsn)
+        yield SyncProxy(runner, agov), Backend("async", dsn, runner)
     finally:
         runner.run(agov.close())
         runner.close()

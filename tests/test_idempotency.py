@@ -290,3 +290,40 @@ def test_connect_ttl_option_sets_the_default(pg_dsn: str) -> None:
         assert rec.expires_at - rec.created_at == timedelta(minutes=5)
     finally:
         gov.close()
+
+
+def test_conn_joins_the_callers_transaction(gov: Any, backend: Backend) -> None:
+    with pytest.raises(RuntimeError), gov.transaction() as conn:
+        gov.idempotency.check_and_record("tx", "k", {"v": 1}, conn=conn)
+        assert gov.idempotency.get("tx", "k", conn=conn) is not None
+        raise RuntimeError("roll back")
+    assert gov.idempotency.get("tx", "k") is None
+    with gov.transaction() as conn:
+        gov.idempotency.check_and_record("tx", "k", {"v": 2}, conn=conn)
+    assert gov.idempotency.get("tx", "k").result_data == {"v": 2}
+
+
+def test_guard_with_conn_commits_claim_work_and_result_together(gov: Any, backend: Backend) -> None:
+    table = "guard_work" if backend.name == "sqlite" else "public.guard_work"
+    backend.query(f"CREATE TABLE {table} (id integer PRIMARY KEY, note text)")
+    with (
+        pytest.raises(RuntimeError),
+        gov.transaction() as conn,
+        gov.idempotency.guard("work", "w-1", conn=conn) as g,
+    ):
+        backend.execute(conn, f"INSERT INTO {table} VALUES (?, ?)", (1, "first try"))
+        g.result = {"row": 1}
+        raise RuntimeError("crash after the write")
+    # Nothing recorded, nothing written: the retry runs.
+    assert gov.idempotency.get("work", "w-1") is None
+    assert backend.query(f"SELECT count(*) FROM {table}") == [(0,)]
+    for attempt in range(2):
+        with gov.transaction() as conn, gov.idempotency.guard("work", "w-1", conn=conn) as g:
+            if g.is_duplicate:
+                assert g.data == {"row": 1}
+                assert attempt == 1
+                continue
+            backend.execute(conn, f"INSERT INTO {table} VALUES (?, ?)", (1, "retry"))
+            g.result = {"row": 1}
+    assert backend.query(f"SELECT note FROM {table}") == [("retry",)]
+    assert gov.idempotency.get("work", "w-1").status == "COMPLETED"
