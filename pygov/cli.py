@@ -575,7 +575,7 @@ def _sqlite_demo_file(path: str) -> str:
             found = 0
         if not found:
             raise click.UsageError(
-                f"{target} exists and is not a pygov demo database: choose another --sqlite path"
+                f"{target} exists and is not a pygov demo database: choose another path"
             )
         for suffix in ("", "-wal", "-shm"):
             Path(f"{target}{suffix}").unlink(missing_ok=True)
@@ -639,8 +639,11 @@ def demo(ctx: click.Context, sqlite_path: str | None, in_place: bool) -> None:
         if sqlite_path:
             dsn = _sqlite_demo_file(sqlite_path)
         elif s.dsn:
-            dsn = s.require_dsn()
-            if parse_dsn(dsn)[0] == "postgresql":
+            kind, target = parse_dsn(s.require_dsn())
+            if kind == "sqlite":
+                dsn = _sqlite_demo_file(target) if target != ":memory:" else s.dsn
+            else:
+                dsn = s.dsn
                 probe_postgres(dsn)
                 if not in_place:
                     dsn = stack.enter_context(_scratch_database(dsn))

@@ -71,6 +71,8 @@ def test_demo_refuses_to_overwrite_a_file_that_is_not_a_demo_database(tmp_path: 
     result = run_demo("--sqlite", str(precious))
     assert result.returncode == 2
     assert "not a pygov demo database" in result.stderr
+    result = run_demo("--dsn", f"sqlite:///{precious}")
+    assert result.returncode == 2
     assert precious.read_bytes() == b"my data"
 
 
