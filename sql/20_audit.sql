@@ -1,7 +1,7 @@
 -- Audit trail: explicit logging, trigger auditing, history, retention, seals.
 -- Re-applied on every migrate (CREATE OR REPLACE). The tables are in migrations/postgres/0003.
 
--- governance._audit_trail_guard(): the audit trail is append-only, for every role, the owner
+-- governance._audit_trail_guard(): the audit trail (and its seals) is append-only, for every role, the owner
 -- included. Only switching the trigger off (superuser or owner) gets past it, and verify_audit
 -- catches what is done to sealed rows after that.
 CREATE OR REPLACE FUNCTION governance._audit_trail_guard()
@@ -47,6 +47,8 @@ BEGIN
     END IF;
     PERFORM governance._guard_audit_table('governance.audit_trail'::regclass);
     PERFORM governance._guard_audit_table('governance.audit_trail_default'::regclass);
+    -- Seals are as append-only as the rows they seal.
+    PERFORM governance._guard_audit_table('governance.audit_seal'::regclass);
 END
 $guard$;
 
@@ -116,7 +118,7 @@ PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN jsonb_typeof(p_before) = 'object' AND jsonb_typeof(p_after) = 'object' THEN
-        coalesce((SELECT array_agg(k.key ORDER BY k.key)
+        coalesce((SELECT array_agg(k.key ORDER BY k.key COLLATE "C")
                     FROM (SELECT jsonb_object_keys(p_before) AS key
                           UNION
                           SELECT jsonb_object_keys(p_after)) k
@@ -279,12 +281,648 @@ BEGIN
 END
 $$;
 
+-- --- automatic auditing by triggers ------------------------------------------------------
+
+-- governance._audit_object_id(row, key_columns): the text form of a row's key. One column:
+-- its value as text; several: each escaped with key_part and joined by ':'; none: NULL.
+CREATE OR REPLACE FUNCTION governance._audit_object_id(p_row jsonb, p_keys text[])
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE cardinality(p_keys)
+        WHEN 0 THEN NULL
+        WHEN 1 THEN p_row ->> p_keys[1]
+        ELSE array_to_string(ARRAY(SELECT governance.key_part(p_row ->> k.col)
+                                     FROM unnest(p_keys) WITH ORDINALITY AS k(col, n)
+                                    ORDER BY k.n), ':')
+    END
+$$;
+
+-- governance._audit_trigger(): the statement-level trigger that enable_audit installs. One
+-- INSERT ... SELECT per statement over the transition tables, however many rows it touched.
+-- UPDATE pairs the old and new transition rows by position (PostgreSQL appends both at once
+-- for each row), so tables without a key and updates of the key itself are paired correctly.
+-- PL/pgSQL compiles a trigger function per trigger, so these static queries are planned once
+-- per audited table.
+CREATE OR REPLACE FUNCTION governance._audit_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_model   text;
+    v_keys    text[];
+    v_ignore  text[];
+    v_now     timestamptz := clock_timestamp();
+    v_xid     bigint := pg_current_xact_id()::text::bigint;
+    v_role    text := governance.caller_role();
+    v_user    text := governance.ctx('user');
+    v_service text := governance.ctx('service');
+    v_ip      inet := governance.ctx_ip();
+    v_agent   text := governance.ctx('user_agent');
+    v_request text := governance.ctx('request_id');
+BEGIN
+    SELECT t.model_name, t.key_columns, t.ignore_columns INTO v_model, v_keys, v_ignore
+      FROM governance.audited_table t WHERE t.table_oid = TG_RELID;
+    IF NOT FOUND THEN
+        v_model := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+        v_keys := '{}';
+        v_ignore := '{}';
+    END IF;
+
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO governance.audit_trail
+            (occurred_at, transaction_id, model_name, object_id, operation, source_service,
+             user_name, db_role, ip_address, user_agent, request_id, after_data)
+        SELECT v_now, v_xid, v_model, governance._audit_object_id(n.j, v_keys), 'CREATE',
+               v_service, v_user, v_role, v_ip, v_agent, v_request, n.j
+          FROM (SELECT to_jsonb(r) AS j FROM pygov_audit_new r) n;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO governance.audit_trail
+            (occurred_at, transaction_id, model_name, object_id, operation, source_service,
+             user_name, db_role, ip_address, user_agent, request_id, before_data, after_data,
+             changed_fields)
+        SELECT v_now, v_xid, v_model, governance._audit_object_id(n.j, v_keys), 'UPDATE',
+               v_service, v_user, v_role, v_ip, v_agent, v_request, o.j, n.j, c.changed
+          FROM (SELECT row_number() OVER () AS pos, to_jsonb(r) AS j FROM pygov_audit_old r) o
+          JOIN (SELECT row_number() OVER () AS pos, to_jsonb(r) AS j FROM pygov_audit_new r) n
+            ON n.pos = o.pos
+         CROSS JOIN LATERAL (SELECT governance._changed_fields(o.j, n.j, v_ignore) AS changed) c
+         WHERE o.j IS DISTINCT FROM n.j AND c.changed <> '{}';
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO governance.audit_trail
+            (occurred_at, transaction_id, model_name, object_id, operation, source_service,
+             user_name, db_role, ip_address, user_agent, request_id, before_data)
+        SELECT v_now, v_xid, v_model, governance._audit_object_id(o.j, v_keys), 'DELETE',
+               v_service, v_user, v_role, v_ip, v_agent, v_request, o.j
+          FROM (SELECT to_jsonb(r) AS j FROM pygov_audit_old r) o;
+    ELSE
+        INSERT INTO governance.audit_trail
+            (occurred_at, transaction_id, model_name, object_id, operation, source_service,
+             user_name, db_role, ip_address, user_agent, request_id, extra)
+        VALUES (v_now, v_xid, v_model, NULL, 'TRUNCATE', v_service, v_user, v_role, v_ip,
+                v_agent, v_request, jsonb_build_object('table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- governance._audit_require_owner(table, action): GV001 unless the caller may change the
+-- table's triggers (owns it, or belongs to governance_admin).
+CREATE OR REPLACE FUNCTION governance._audit_require_owner(p_table regclass, p_action text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT governance.caller_is_admin()
+       AND NOT pg_has_role(governance.caller_role(),
+                           (SELECT c.relowner FROM pg_class c WHERE c.oid = p_table), 'USAGE') THEN
+        PERFORM governance.raise_error('GV001',
+            p_action || ' requires owning the table or the governance_admin role',
+            jsonb_build_object('table', p_table::text, 'role', governance.caller_role()));
+    END IF;
+END
+$$;
+
+-- governance._audit_drop_triggers(table): drop the audit triggers that exist; returns how many.
+CREATE OR REPLACE FUNCTION governance._audit_drop_triggers(p_table regclass)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_name text;
+    v_count int := 0;
+BEGIN
+    FOR v_name IN
+        SELECT tgname FROM pg_trigger
+         WHERE tgrelid = p_table AND tgname IN ('pygov_audit_insert', 'pygov_audit_update',
+                                                'pygov_audit_delete', 'pygov_audit_truncate')
+    LOOP
+        -- The table reaches DDL as a regclass (printed schema-qualified and quoted).
+        EXECUTE format('DROP TRIGGER %I ON %s', v_name, p_table);
+        v_count := v_count + 1;
+    END LOOP;
+    RETURN v_count;
+END
+$$;
+
+-- The audited tables, as DBAs see them. triggers_installed is false when someone dropped one
+-- of the four triggers behind enable_audit's back.
+CREATE OR REPLACE VIEW governance.audited_tables AS
+SELECT format('%I.%I', n.nspname, c.relname) AS table_name,
+       t.model_name, t.key_columns, t.ignore_columns, t.enabled_at, t.enabled_by,
+       (SELECT count(*) FROM pg_trigger g
+         WHERE g.tgrelid = c.oid AND g.tgenabled <> 'D'
+           AND g.tgname IN ('pygov_audit_insert', 'pygov_audit_update', 'pygov_audit_delete',
+                            'pygov_audit_truncate')) = 4 AS triggers_installed
+  FROM governance.audited_table t
+  JOIN pg_class c ON c.oid = t.table_oid
+  JOIN pg_namespace n ON n.oid = c.relnamespace;
+
+-- governance.enable_audit(table, ignore_columns, model_name, key_columns, ctx): audit every
+-- INSERT, UPDATE, DELETE and TRUNCATE of the table. The key defaults to the primary key, else
+-- the replica identity index; without one, rows are recorded with a NULL object_id.
+-- ignore_columns never count as a change. Enabling again with the same settings is a no-op;
+-- with new settings it updates them. Returns the table's row of governance.audited_tables.
+CREATE OR REPLACE FUNCTION governance.enable_audit(
+    p_table regclass, p_ignore_columns text[] DEFAULT '{}', p_model_name text DEFAULT NULL,
+    p_key_columns text[] DEFAULT NULL, p_context jsonb DEFAULT NULL)
+RETURNS SETOF governance.audited_tables
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_class   pg_class;
+    v_schema  text;
+    v_qual    text;
+    v_model   text;
+    v_keys    text[];
+    v_ignore  text[] := ARRAY(SELECT DISTINCT x FROM unnest(coalesce(p_ignore_columns, '{}')) x
+                               ORDER BY 1);
+    v_columns text[];
+    v_unknown text[];
+    v_old     governance.audited_table;
+    v_triggers int;
+BEGIN
+    PERFORM governance.apply_context(p_context);
+    IF p_table IS NULL THEN
+        PERFORM governance.raise_error('GV002', 'table is required', '{"field": "table"}');
+    END IF;
+    SELECT * INTO v_class FROM pg_class WHERE oid = p_table;
+    IF v_class.relkind NOT IN ('r', 'p') THEN
+        PERFORM governance.raise_error('GV002', 'only tables can be audited',
+            jsonb_build_object('table', p_table::text, 'relkind', v_class.relkind));
+    END IF;
+    SELECT nspname INTO v_schema FROM pg_namespace WHERE oid = v_class.relnamespace;
+    IF v_schema = 'governance' THEN
+        PERFORM governance.raise_error('GV002', 'governance tables cannot be audited by triggers',
+            jsonb_build_object('table', p_table::text));
+    END IF;
+    PERFORM governance._audit_require_owner(p_table, 'enable_audit');
+    v_qual := format('%I.%I', v_schema, v_class.relname);
+    v_model := coalesce(p_model_name, v_schema || '.' || v_class.relname);
+    PERFORM governance._audit_check_text('model_name', v_model, 255, true);
+
+    v_columns := ARRAY(SELECT a.attname::text FROM pg_attribute a
+                        WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped);
+    v_unknown := ARRAY(SELECT x FROM unnest(v_ignore || coalesce(p_key_columns, '{}')) x
+                        WHERE x IS NULL OR x <> ALL (v_columns));
+    IF cardinality(v_unknown) > 0 THEN
+        PERFORM governance.raise_error('GV002', 'no such column in the table',
+            jsonb_build_object('table', v_qual, 'columns', to_jsonb(v_unknown)));
+    END IF;
+    v_keys := coalesce(p_key_columns, ARRAY(
+        SELECT a.attname::text
+          FROM (SELECT i.indkey FROM pg_index i
+                 WHERE i.indrelid = p_table AND (i.indisprimary OR i.indisreplident)
+                 ORDER BY i.indisprimary DESC LIMIT 1) i
+         CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+          JOIN pg_attribute a ON a.attrelid = p_table AND a.attnum = k.attnum
+         ORDER BY k.n));
+
+    SELECT * INTO v_old FROM governance.audited_table WHERE table_oid = p_table FOR UPDATE;
+    SELECT count(*) INTO v_triggers FROM pg_trigger
+     WHERE tgrelid = p_table AND tgname IN ('pygov_audit_insert', 'pygov_audit_update',
+                                            'pygov_audit_delete', 'pygov_audit_truncate');
+    IF v_old.table_oid IS NOT NULL AND v_triggers = 4 AND v_old.model_name = v_model
+       AND v_old.key_columns = v_keys AND v_old.ignore_columns = v_ignore THEN
+        RETURN QUERY SELECT * FROM governance.audited_tables WHERE table_name = v_qual;
+        RETURN;
+    END IF;
+
+    INSERT INTO governance.audited_table AS t
+        (table_oid, model_name, key_columns, ignore_columns, enabled_by)
+    VALUES (p_table, v_model, v_keys, v_ignore,
+            coalesce(governance.ctx('user'), governance.caller_role()))
+    ON CONFLICT (table_oid) DO UPDATE
+       SET model_name = excluded.model_name, key_columns = excluded.key_columns,
+           ignore_columns = excluded.ignore_columns, enabled_at = clock_timestamp(),
+           enabled_by = excluded.enabled_by;
+
+    -- Table names reach DDL only through %I.
+    PERFORM governance._audit_drop_triggers(p_table);
+    EXECUTE format('CREATE TRIGGER pygov_audit_insert AFTER INSERT ON %s '
+                   'REFERENCING NEW TABLE AS pygov_audit_new '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION governance._audit_trigger()', v_qual);
+    EXECUTE format('CREATE TRIGGER pygov_audit_update AFTER UPDATE ON %s '
+                   'REFERENCING OLD TABLE AS pygov_audit_old NEW TABLE AS pygov_audit_new '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION governance._audit_trigger()', v_qual);
+    EXECUTE format('CREATE TRIGGER pygov_audit_delete AFTER DELETE ON %s '
+                   'REFERENCING OLD TABLE AS pygov_audit_old '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION governance._audit_trigger()', v_qual);
+    EXECUTE format('CREATE TRIGGER pygov_audit_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION governance._audit_trigger()', v_qual);
+
+    PERFORM governance._write_audit(v_model, NULL, 'AUDIT_ENABLED', NULL, NULL, NULL, NULL,
+        jsonb_build_object('table', v_qual, 'key_columns', to_jsonb(v_keys),
+                           'ignore_columns', to_jsonb(v_ignore)));
+    RETURN QUERY SELECT * FROM governance.audited_tables WHERE table_name = v_qual;
+END
+$$;
+
+-- governance.disable_audit(table, ctx): remove the audit triggers; returns false when the
+-- table was not audited. Switching auditing off is itself audited (AUDIT_DISABLED).
+CREATE OR REPLACE FUNCTION governance.disable_audit(p_table regclass,
+                                                    p_context jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_qual text;
+    v_old  governance.audited_table;
+    v_had  int;
+BEGIN
+    PERFORM governance.apply_context(p_context);
+    IF p_table IS NULL THEN
+        PERFORM governance.raise_error('GV002', 'table is required', '{"field": "table"}');
+    END IF;
+    PERFORM governance._audit_require_owner(p_table, 'disable_audit');
+    SELECT format('%I.%I', n.nspname, c.relname) INTO v_qual
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table;
+    DELETE FROM governance.audited_table WHERE table_oid = p_table RETURNING * INTO v_old;
+    v_had := governance._audit_drop_triggers(p_table);
+    IF v_old.table_oid IS NULL AND v_had = 0 THEN
+        RETURN false;
+    END IF;
+    PERFORM governance._write_audit(coalesce(v_old.model_name, v_qual), NULL, 'AUDIT_DISABLED',
+        NULL, NULL, NULL, NULL, jsonb_build_object('table', v_qual));
+    RETURN true;
+END
+$$;
+
+-- --- reading the trail ---------------------------------------------------------------------
+
+-- governance.object_history(model, object_id, limit, before_id): the object's audit rows,
+-- newest first; pass the last id you got as before_id for the next page.
+CREATE OR REPLACE FUNCTION governance.object_history(p_model_name text, p_object_id text,
+                                                     p_limit int DEFAULT 50,
+                                                     p_before_id bigint DEFAULT NULL)
+RETURNS SETOF governance.audit_trail
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        PERFORM governance.raise_error('GV002', 'limit must be between 1 and 10000',
+            jsonb_build_object('field', 'limit', 'limit', p_limit));
+    END IF;
+    RETURN QUERY
+    SELECT a.* FROM governance.audit_trail a
+     WHERE a.model_name = p_model_name AND a.object_id = p_object_id
+       AND a.id < coalesce(p_before_id, 9223372036854775807)
+     ORDER BY a.id DESC
+     LIMIT p_limit;
+END
+$$;
+
+-- governance.object_at(model, object_id, at): the object as it was at that moment, rebuilt
+-- from the trail (each CREATE/UPDATE's after_data merged over the state before it; DELETE and
+-- TRUNCATE end it). NULL when it did not exist then.
+CREATE OR REPLACE FUNCTION governance.object_at(p_model_name text, p_object_id text,
+                                                p_at timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state jsonb;
+    r record;
+BEGIN
+    IF p_at IS NULL THEN
+        PERFORM governance.raise_error('GV002', 'at is required', '{"field": "at"}');
+    END IF;
+    FOR r IN
+        SELECT s.operation, s.after_data FROM (
+            SELECT a.id, a.operation, a.after_data FROM governance.audit_trail a
+             WHERE a.model_name = p_model_name AND a.object_id = p_object_id
+               AND a.occurred_at <= p_at
+               AND (a.after_data IS NOT NULL OR a.operation = 'DELETE')
+            UNION ALL
+            SELECT a.id, a.operation, NULL FROM governance.audit_trail a
+             WHERE a.model_name = p_model_name AND a.object_id IS NULL
+               AND a.operation = 'TRUNCATE' AND a.occurred_at <= p_at) s
+         ORDER BY s.id
+    LOOP
+        IF r.operation IN ('DELETE', 'TRUNCATE') THEN
+            v_state := NULL;
+        ELSIF jsonb_typeof(v_state) = 'object' AND jsonb_typeof(r.after_data) = 'object'
+              AND r.operation <> 'CREATE' THEN
+            v_state := v_state || r.after_data;
+        ELSE
+            v_state := r.after_data;
+        END IF;
+    END LOOP;
+    RETURN v_state;
+END
+$$;
+
+-- --- retention ----------------------------------------------------------------------------
+
+-- governance.drop_audit_before(month, ctx): the one way rows leave the trail. Detaches and
+-- drops every monthly partition that ends on or before the start of `month` (UTC; the current
+-- month cannot be dropped), records the cutoff so that verify_audit skips those months'
+-- seals, and leaves a RETENTION audit row. governance_admin only. Returns the partitions
+-- dropped. Rows of old months held by the default partition stay (they are never moved).
+CREATE OR REPLACE FUNCTION governance.drop_audit_before(p_month timestamptz,
+                                                        p_context jsonb DEFAULT NULL)
+RETURNS TABLE (partition_name text, month timestamptz, rows_dropped bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cutoff timestamptz := governance.audit_month_start(p_month);
+    v_names  text[] := '{}';
+    v_total  bigint := 0;
+    r record;
+BEGIN
+    PERFORM governance.apply_context(p_context);
+    PERFORM governance.require_admin('drop_audit_before');
+    IF p_month IS NULL OR v_cutoff > governance.audit_month_start(now()) THEN
+        PERFORM governance.raise_error('GV002',
+            'month must be at most the current month: the current month cannot be dropped',
+            jsonb_build_object('month', p_month));
+    END IF;
+    FOR r IN
+        SELECT c.oid::regclass AS part, c.relname::text AS name,
+               (regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                             'FROM \(''([^'']+)''\) TO \(''([^'']+)''\)')) AS bounds
+          FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'governance.audit_trail'::regclass
+           AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
+         ORDER BY 3
+    LOOP
+        CONTINUE WHEN r.bounds IS NULL OR r.bounds[2]::timestamptz > v_cutoff;
+        partition_name := r.name;
+        month := r.bounds[1]::timestamptz;
+        EXECUTE format('SELECT count(*) FROM %s', r.part) INTO rows_dropped;
+        EXECUTE format('ALTER TABLE governance.audit_trail DETACH PARTITION %s', r.part);
+        EXECUTE format('DROP TABLE %s', r.part);
+        v_names := v_names || r.name;
+        v_total := v_total + rows_dropped;
+        RETURN NEXT;
+    END LOOP;
+    INSERT INTO governance.audit_retention (cutoff, partitions, dropped_by)
+    VALUES (v_cutoff, v_names, coalesce(governance.ctx('user'), governance.caller_role()));
+    PERFORM governance._write_audit('governance.audit_trail', NULL, 'RETENTION', NULL, NULL,
+        NULL, NULL, jsonb_build_object('cutoff', v_cutoff, 'partitions', to_jsonb(v_names),
+                                       'rows_dropped', v_total));
+END
+$$;
+
+-- --- seals ---------------------------------------------------------------------------------
+
+-- governance._audit_row_digest(row): SHA-256 of a row's canonical form. The columns are
+-- listed (not to_jsonb(row)) so that a column added later does not change old digests; the
+-- functions that call it pin TimeZone to UTC so that timestamps always print alike.
+CREATE OR REPLACE FUNCTION governance._audit_row_digest(a governance.audit_trail)
+RETURNS bytea
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sha256(convert_to(jsonb_build_array(
+        a.id, a.occurred_at, a.transaction_id, a.model_name, a.object_id, a.operation,
+        a.source_service, a.user_name, a.db_role, a.ip_address, a.user_agent, a.request_id,
+        a.before_data, a.after_data, a.changed_fields, a.extra)::text, 'UTF8'))
+$$;
+
+-- governance._audit_digest64(digest): the first 8 bytes of a digest, kept per row in the seal
+-- so that verify_audit can name the first row that changed.
+CREATE OR REPLACE FUNCTION governance._audit_digest64(p_digest bytea)
+RETURNS bigint
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ('x' || encode(substring(p_digest FROM 1 FOR 8), 'hex'))::bit(64)::bigint $$;
+
+-- governance._audit_seal_hash(previous, month, from_xid, to_xid, count, rows_hash): the hash
+-- of one seal, chaining the previous seal's hash.
+CREATE OR REPLACE FUNCTION governance._audit_seal_hash(p_previous text, p_month timestamptz,
+                                                       p_from bigint, p_to bigint,
+                                                       p_count bigint, p_rows_hash bytea)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT encode(sha256(convert_to(concat_ws('|', p_previous,
+                                              to_char(p_month AT TIME ZONE 'UTC', 'YYYY-MM'),
+                                              p_from, p_to, p_count, ''), 'UTF8')
+                         || coalesce(p_rows_hash, ''::bytea)), 'hex')
+$$;
+
+-- governance._audit_seal_rows(from_xid, to_xid, month): what a seal covers, read now: the
+-- rows written by transactions in [from_xid, to_xid) in that month, in id order.
+CREATE OR REPLACE FUNCTION governance._audit_seal_rows(p_from bigint, p_to bigint,
+                                                       p_month timestamptz)
+RETURNS TABLE (row_count bigint, first_id bigint, last_id bigint, row_ids bigint[],
+               row_digests bigint[], rows_hash bytea)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
+AS $$
+    SELECT count(*), min(d.id), max(d.id),
+           coalesce(array_agg(d.id ORDER BY d.id), '{}'),
+           coalesce(array_agg(governance._audit_digest64(d.digest) ORDER BY d.id), '{}'),
+           sha256(coalesce(string_agg(d.digest, ''::bytea ORDER BY d.id), ''::bytea))
+      FROM (SELECT a.id, governance._audit_row_digest(a) AS digest
+              FROM governance.audit_trail a
+             WHERE a.transaction_id >= p_from AND a.transaction_id < p_to
+               AND a.occurred_at >= p_month AND a.occurred_at < p_month + interval '1 month') d
+$$;
+
+-- governance.seal_audit(ctx): seal every audit row written by transactions that have finished
+-- since the last seal, one seal per month, each chained to the one before. Writers are never
+-- waited for: the seal ends at the oldest transaction still running (its rows, and any later,
+-- go into the next seal), and only concurrent sealers wait for each other. Returns the seals.
+CREATE OR REPLACE FUNCTION governance.seal_audit(p_context jsonb DEFAULT NULL)
+RETURNS TABLE (seal_id bigint, month timestamptz, row_count bigint, first_id bigint,
+               last_id bigint, hash text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
+AS $$
+DECLARE
+    v_from bigint;
+    v_to   bigint;
+    v_prev text;
+    v_by   text;
+    m record;
+    r record;
+BEGIN
+    PERFORM governance.apply_context(p_context);
+    -- Sealers take turns; writers never touch this lock.
+    PERFORM pg_advisory_xact_lock(hashtext('governance.seal_audit'));
+    SELECT s.to_xid, s.hash INTO v_from, v_prev
+      FROM governance.audit_seal s ORDER BY s.id DESC LIMIT 1;
+    v_from := coalesce(v_from, 0);
+    v_prev := coalesce(v_prev, repeat('0', 64));
+    -- Every transaction below the snapshot's xmin has finished: its rows are final.
+    v_to := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
+    IF v_to <= v_from THEN
+        RETURN;
+    END IF;
+    v_by := coalesce(governance.ctx('user'), governance.caller_role());
+    FOR m IN
+        SELECT DISTINCT governance.audit_month_start(a.occurred_at) AS month
+          FROM governance.audit_trail a
+         WHERE a.transaction_id >= v_from AND a.transaction_id < v_to
+         ORDER BY 1
+    LOOP
+        SELECT * INTO r FROM governance._audit_seal_rows(v_from, v_to, m.month);
+        INSERT INTO governance.audit_seal AS s
+            (sealed_by, month, from_xid, to_xid, row_count, first_id, last_id, row_ids,
+             row_digests, previous_hash, hash)
+        VALUES (v_by, m.month, v_from, v_to, r.row_count, r.first_id, r.last_id, r.row_ids,
+                r.row_digests, v_prev,
+                governance._audit_seal_hash(v_prev, m.month, v_from, v_to, r.row_count,
+                                            r.rows_hash))
+        RETURNING s.id, s.month, s.row_count, s.first_id, s.last_id, s.hash
+             INTO seal_id, month, row_count, first_id, last_id, hash;
+        v_prev := hash;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- governance._audit_first_difference(stored ids, stored digests, current ids, current
+-- digests): the first row that differs between a seal and the trail now, and how.
+CREATE OR REPLACE FUNCTION governance._audit_first_difference(
+    p_ids bigint[], p_digests bigint[], p_now_ids bigint[], p_now_digests bigint[],
+    OUT row_id bigint, OUT problem text)
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    i int := 1;
+    n int := greatest(cardinality(p_ids), cardinality(p_now_ids));
+BEGIN
+    WHILE i <= n LOOP
+        IF p_ids[i] IS NULL OR (p_now_ids[i] IS NOT NULL AND p_now_ids[i] < p_ids[i]) THEN
+            row_id := p_now_ids[i];
+            problem := 'row inserted into a sealed range';
+            RETURN;
+        ELSIF p_now_ids[i] IS NULL OR p_now_ids[i] > p_ids[i] THEN
+            row_id := p_ids[i];
+            problem := 'sealed row deleted';
+            RETURN;
+        ELSIF p_now_digests[i] <> p_digests[i] THEN
+            row_id := p_ids[i];
+            problem := 'sealed row modified';
+            RETURN;
+        END IF;
+        i := i + 1;
+    END LOOP;
+    problem := 'seal does not match its rows (the seal itself was altered)';
+END
+$$;
+
+-- governance.verify_audit(): recompute the chain of seals. ok is false at the first seal whose
+-- previous_hash does not link, or whose rows no longer hash to it; bad_row_id names the first
+-- row inserted, deleted or modified in it. Seals of months removed by drop_audit_before are
+-- only checked for their link.
+CREATE OR REPLACE FUNCTION governance.verify_audit()
+RETURNS TABLE (ok boolean, seals_checked bigint, rows_checked bigint, bad_seal_id bigint,
+               bad_row_id bigint, problem text)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
+AS $$
+DECLARE
+    v_prev    text := repeat('0', 64);
+    v_cutoff  timestamptz;
+    s governance.audit_seal;
+    r record;
+    d record;
+BEGIN
+    ok := true;
+    seals_checked := 0;
+    rows_checked := 0;
+    SELECT max(t.cutoff) INTO v_cutoff FROM governance.audit_retention t;
+    FOR s IN SELECT * FROM governance.audit_seal ORDER BY id LOOP
+        seals_checked := seals_checked + 1;
+        IF s.previous_hash <> v_prev THEN
+            ok := false;
+            bad_seal_id := s.id;
+            problem := 'seal chain broken: previous_hash does not match the seal before';
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        v_prev := s.hash;
+        CONTINUE WHEN v_cutoff IS NOT NULL AND s.month < v_cutoff;
+        SELECT * INTO r FROM governance._audit_seal_rows(s.from_xid, s.to_xid, s.month);
+        rows_checked := rows_checked + r.row_count;
+        IF governance._audit_seal_hash(s.previous_hash, s.month, s.from_xid, s.to_xid,
+                                       r.row_count, r.rows_hash) <> s.hash THEN
+            SELECT * INTO d FROM governance._audit_first_difference(
+                s.row_ids, s.row_digests, r.row_ids, r.row_digests);
+            ok := false;
+            bad_seal_id := s.id;
+            bad_row_id := d.row_id;
+            problem := d.problem;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END LOOP;
+    -- A row forged into a sealed range of transactions, in a month that range has no seal for.
+    SELECT a.id, s2.id AS seal INTO d
+      FROM governance.audit_trail a
+      JOIN governance.audit_seal s2
+        ON a.transaction_id >= s2.from_xid AND a.transaction_id < s2.to_xid
+     WHERE (v_cutoff IS NULL OR a.occurred_at >= v_cutoff)
+       AND NOT EXISTS (SELECT 1 FROM governance.audit_seal s3
+                        WHERE s3.from_xid = s2.from_xid
+                          AND s3.month = governance.audit_month_start(a.occurred_at))
+     ORDER BY a.id, s2.id
+     LIMIT 1;
+    IF FOUND THEN
+        ok := false;
+        bad_seal_id := d.seal;
+        bad_row_id := d.id;
+        problem := 'row inserted into a sealed range';
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
 GRANT EXECUTE ON FUNCTION
     governance.log_operation(text, text, text, text, jsonb, jsonb, jsonb, jsonb),
     governance.log_authority_violation(text, text, text, text, jsonb, jsonb),
     governance.log_admin_access(text, text, jsonb, jsonb),
-    governance.log_gateway_operation(text, text, text, text, jsonb, jsonb)
+    governance.log_gateway_operation(text, text, text, text, jsonb, jsonb),
+    governance.enable_audit(regclass, text[], text, text[], jsonb),
+    governance.disable_audit(regclass, jsonb),
+    governance.seal_audit(jsonb)
 TO governance_app, governance_admin;
+GRANT EXECUTE ON FUNCTION
+    governance.object_history(text, text, int, bigint),
+    governance.object_at(text, text, timestamptz),
+    governance.verify_audit()
+TO governance_app, governance_admin, governance_auditor;
+GRANT EXECUTE ON FUNCTION governance.drop_audit_before(timestamptz, jsonb) TO governance_admin;
+GRANT SELECT ON governance.audited_tables TO governance_app, governance_admin, governance_auditor;
 GRANT EXECUTE ON FUNCTION governance.audit_month_start(timestamptz),
     governance.audit_partition_name(timestamptz)
 TO governance_app, governance_admin, governance_auditor;

@@ -35,19 +35,31 @@ BEGIN
     SELECT RAISE(ABORT, 'GV001: the audit trail is append-only: DELETE is not allowed');
 END;
 
--- Seals: each covers the rows with first_id <= id <= last_id (every row since the last seal).
+-- Seals: one per month of rows sealed at once; each covers the rows of that month (UTC,
+-- 'YYYY-MM') with from_id < id <= to_id, chained by hash to the seal before.
 CREATE TABLE governance_audit_seal (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     sealed_at       TEXT NOT NULL,
     sealed_by       TEXT,
-    first_id        INTEGER NOT NULL,
-    last_id         INTEGER NOT NULL,
+    month           TEXT NOT NULL,
+    from_id         INTEGER NOT NULL,
+    to_id           INTEGER NOT NULL,
     row_count       INTEGER NOT NULL,
+    first_id        INTEGER,
+    last_id         INTEGER,
     row_ids         TEXT NOT NULL CHECK (json_valid(row_ids)),
     row_digests     TEXT NOT NULL CHECK (json_valid(row_digests)),
     previous_hash   TEXT NOT NULL,
     hash            TEXT NOT NULL,
-    CHECK (first_id <= last_id)
+    CHECK (from_id < to_id)
+);
+
+-- Months removed by drop_audit_before: verify skips their seals.
+CREATE TABLE governance_audit_retention (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    cutoff      TEXT NOT NULL,
+    dropped_at  TEXT NOT NULL,
+    dropped_by  TEXT
 );
 
 CREATE TRIGGER governance_audit_seal_no_update BEFORE UPDATE ON governance_audit_seal

@@ -1,0 +1,360 @@
+"""Audit trail behaviour that only PostgreSQL has: roles, TRUNCATE, partitions, the planner,
+and sealing alongside concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+import pygov
+from pygov.errors import AuthorityViolationError, GovernanceError, ValidationError
+from tests.helpers import run_threads
+
+
+def sql(dsn: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run SQL as the owner (a superuser, like a DBA in psql), with no governance context."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(statement, params or None)
+        return list(cur.fetchall()) if cur.description else []
+
+
+@pytest.fixture
+def item(pg_gov: pygov.Governance, pg_dsn: str) -> str:
+    sql(pg_dsn, "CREATE TABLE public.item (id int PRIMARY KEY, qty int NOT NULL)")
+    sql(pg_dsn, "GRANT ALL ON public.item TO governance_app")
+    pg_gov.audit.enable("public.item")
+    return "public.item"
+
+
+def test_psql_write_without_context_is_recorded_with_its_role(pg_dsn: str, item: str) -> None:
+    sql(pg_dsn, "INSERT INTO public.item VALUES (1, 1)")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("SET ROLE governance_app")
+        conn.execute("UPDATE public.item SET qty = 2")
+    rows = sql(
+        pg_dsn,
+        "SELECT operation, user_name, db_role FROM governance.audit_trail "
+        "WHERE model_name = 'public.item' AND operation <> 'AUDIT_ENABLED' ORDER BY id",
+    )
+    assert rows == [("CREATE", None, "postgres"), ("UPDATE", None, "governance_app")]
+
+
+def test_app_role_writes_audited_tables_but_cannot_insert_into_the_trail(
+    pg_dsn: str, item: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("SET ROLE governance_app")
+        conn.execute("INSERT INTO public.item VALUES (5, 1)")  # the trigger writes for it
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "INSERT INTO governance.audit_trail (transaction_id, operation, db_role) "
+                "VALUES (1, 'CREATE', 'x')"
+            )
+        # ... but it can log through the functions.
+        conn.execute("SELECT governance.log_operation('m.t', '1', 'CREATE')")
+    assert sql(
+        pg_dsn, "SELECT count(*) FROM governance.audit_trail WHERE db_role = 'governance_app'"
+    ) == [(2,)]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE governance.audit_trail SET operation = 'X'",
+        "DELETE FROM governance.audit_trail",
+        "TRUNCATE governance.audit_trail",
+        "UPDATE governance.audit_trail_default SET operation = 'X' WHERE false",
+        "DELETE FROM {partition}",
+        "TRUNCATE {partition}",
+        "UPDATE governance.audit_trail SET operation = 'X' WHERE id < 0",
+    ],
+)
+def test_trail_is_append_only_even_for_the_owner(
+    pg_gov: pygov.Governance, pg_dsn: str, statement: str
+) -> None:
+    pg_gov.audit.log_operation("m.t", "1", "CREATE")
+    partition = sql(
+        pg_dsn,
+        "SELECT format('governance.%I', governance.audit_partition_name("
+        "governance.audit_month_start(now())))",
+    )[0][0]
+    with pytest.raises(GovernanceError) as info, pg_gov.transaction() as conn:
+        conn.execute(statement.format(partition=partition))
+    assert info.value.sqlstate == "GV001"
+    assert "append-only" in info.value.message
+    assert sql(pg_dsn, "SELECT count(*) FROM governance.audit_trail") == [(1,)]
+
+
+def test_truncate_of_an_audited_table_is_recorded(
+    pg_gov: pygov.Governance, pg_dsn: str, item: str
+) -> None:
+    with pg_gov.context(user="ops"), pg_gov.transaction() as conn:
+        conn.execute("INSERT INTO public.item VALUES (1, 1), (2, 2)")
+    with pg_gov.context(user="ops"), pg_gov.transaction() as conn:
+        conn.execute("TRUNCATE public.item")
+    rows = sql(
+        pg_dsn,
+        "SELECT operation, object_id, user_name FROM governance.audit_trail "
+        "WHERE operation = 'TRUNCATE'",
+    )
+    assert rows == [("TRUNCATE", None, "ops")]
+    assert pg_gov.audit.object_at("public.item", 1, datetime.now(UTC)) is None
+
+
+def test_hundred_thousand_row_statement_is_audited_completely(
+    pg_gov: pygov.Governance, pg_dsn: str, item: str
+) -> None:
+    sql(pg_dsn, "INSERT INTO public.item SELECT g, g FROM generate_series(1, 100000) g")
+    sql(pg_dsn, "UPDATE public.item SET qty = qty + 1 WHERE id <= 50000")
+    counts = dict(
+        sql(
+            pg_dsn,
+            "SELECT operation, count(*) FROM governance.audit_trail "
+            "WHERE model_name = 'public.item' GROUP BY 1",
+        )
+    )
+    assert counts == {"AUDIT_ENABLED": 1, "CREATE": 100000, "UPDATE": 50000}
+    wrong = sql(
+        pg_dsn,
+        "SELECT count(*) FROM governance.audit_trail WHERE operation = 'UPDATE' "
+        "AND ((after_data->>'qty')::int <> (before_data->>'qty')::int + 1 "
+        "OR object_id <> after_data->>'id' OR changed_fields <> '{qty}')",
+    )
+    assert wrong == [(0,)]
+
+
+def as_app(dsn: str) -> pygov.Governance:
+    """pygov connected with the governance_app role, as an application would be."""
+    return pygov.connect(f"{dsn} options='-c role=governance_app'", pool_min_size=0)
+
+
+def test_only_admins_may_drop_audit_partitions(pg_dsn: str) -> None:
+    with as_app(pg_dsn) as app, pytest.raises(AuthorityViolationError):
+        app.audit.drop_before(date(2020, 1, 1))  # no EXECUTE on it at all
+    sql(
+        pg_dsn,
+        "GRANT EXECUTE ON FUNCTION governance.drop_audit_before(timestamptz, jsonb) "
+        "TO governance_app",
+    )
+    with as_app(pg_dsn) as app, pytest.raises(AuthorityViolationError) as info:
+        app.audit.drop_before(date(2020, 1, 1))  # granted by mistake: the role check holds
+    assert info.value.sqlstate == "GV001"
+    assert info.value.context["action"] == "drop_audit_before"
+
+
+def test_enable_needs_owner_or_admin(pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE public.secret (id int PRIMARY KEY)")
+    with as_app(pg_dsn) as app, pytest.raises(AuthorityViolationError) as info:
+        app.audit.enable("public.secret")
+    assert info.value.context["table"] == "public.secret"
+    assert sql(pg_dsn, "SELECT count(*) FROM governance.audited_table") == [(0,)]
+
+
+def test_views_and_governance_tables_are_refused(pg_gov: pygov.Governance, pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE VIEW public.v AS SELECT 1 AS x")
+    with pytest.raises(ValidationError):
+        pg_gov.audit.enable("public.v")
+    with pytest.raises(ValidationError):
+        pg_gov.audit.enable("governance.audit_trail")
+    sql(pg_dsn, 'CREATE TABLE public."Mixed Case" (id int PRIMARY KEY)')
+    info = pg_gov.audit.enable(("public", "Mixed Case"))
+    assert (info.table_name, info.model_name) == ('public."Mixed Case"', "public.Mixed Case")
+
+
+def test_partitions_exist_ahead_and_rows_land_in_them(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    names = {
+        r[0]
+        for r in sql(
+            pg_dsn,
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c "
+            "ON c.oid = i.inhrelid WHERE i.inhparent = "
+            "'governance.audit_trail'::regclass",
+        )
+    }
+    now = datetime.now(UTC)
+    expected = {
+        f"audit_trail_p{(now.year * 12 + now.month - 1 + k) // 12:04d}_"
+        f"{(now.month - 1 + k) % 12 + 1:02d}"
+        for k in range(4)
+    }
+    assert expected | {"audit_trail_default"} <= names
+    assert sql(pg_dsn, "SELECT governance.ensure_audit_partitions(3)") == [(0,)]
+    pg_gov.migrate()  # again: idempotent
+    pg_gov.audit.log_operation("m.t", "1", "CREATE")
+    assert sql(pg_dsn, "SELECT tableoid::regclass::text FROM governance.audit_trail") == [
+        (f"governance.audit_trail_p{now:%Y_%m}",)
+    ]
+
+
+def test_seal_neither_waits_for_nor_includes_unfinished_writers(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    pg_gov.audit.log_operation("m.t", "done", "CREATE")
+    with psycopg.connect(pg_dsn) as writer:  # a transaction left open
+        writer.execute("SELECT governance.log_operation('m.t', 'open', 'CREATE')")
+        with psycopg.connect(pg_dsn, autocommit=True) as sealer:
+            sealer.execute("SET statement_timeout = '5s'")
+            seals = sealer.execute("SELECT row_count FROM governance.seal_audit()").fetchall()
+        assert seals == [(1,)]
+        writer.commit()
+    later = pg_gov.audit.seal()
+    assert [s.row_count for s in later] == [1]
+    assert pg_gov.audit.verify().ok
+
+
+def test_open_sealing_transaction_does_not_block_writers(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    pg_gov.audit.log_operation("m.t", "1", "CREATE")
+    with psycopg.connect(pg_dsn) as sealer:
+        sealer.execute("SELECT * FROM governance.seal_audit()")
+        with psycopg.connect(pg_dsn, autocommit=True) as writer:
+            writer.execute("SET lock_timeout = '2s'")
+            writer.execute("SELECT governance.log_operation('m.t', '2', 'UPDATE')")
+        sealer.commit()
+    assert [s.row_count for s in pg_gov.audit.seal()] == [1]
+
+
+def test_sealing_while_four_clients_write_seals_every_row_once(
+    pg_gov: pygov.Governance, pg_dsn: str, item: str
+) -> None:
+    stop = threading.Event()
+    sealed: list[int] = []
+
+    def seal_loop() -> None:
+        while not stop.is_set():
+            sealed.extend(s.row_count for s in pg_gov.audit.seal())
+
+    sealer = threading.Thread(target=seal_loop)
+    sealer.start()
+
+    def client(c: int) -> None:
+        for i in range(40):
+            with pg_gov.context(user=f"client-{c}"), pg_gov.transaction() as conn:
+                conn.execute("INSERT INTO public.item VALUES (%s, 0)", (c * 1000 + i,))
+                conn.execute("UPDATE public.item SET qty = 1 WHERE id = %s", (c * 1000 + i,))
+
+    try:
+        assert run_threads(4, client) == [None] * 4
+    finally:
+        stop.set()
+        sealer.join()
+    sealed.extend(s.row_count for s in pg_gov.audit.seal())
+    total = sql(pg_dsn, "SELECT count(*) FROM governance.audit_trail")[0][0]
+    assert total == 1 + 4 * 40 * 2
+    assert sum(sealed) == total
+    result = pg_gov.audit.verify()
+    assert result.ok and result.rows_checked == total
+
+
+def test_auditor_reads_history_but_cannot_log(pg_gov: pygov.Governance, pg_dsn: str) -> None:
+    pg_gov.audit.log_operation("m.t", "1", "CREATE", after_data={"a": 1})
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("SET ROLE governance_auditor")
+        rows = conn.execute("SELECT operation FROM governance.object_history('m.t', '1')")
+        assert rows.fetchall() == [("CREATE",)]
+        assert conn.execute("SELECT ok FROM governance.verify_audit()").fetchone() == (True,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT governance.log_operation('m.t', '1', 'CREATE')")
+
+
+# --- the planner uses the indexes ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_trail(pg_server: Any, template_db: str) -> Iterator[str]:
+    """200,000 audit rows over 2,000 objects, 500 users and 30 days, analysed."""
+    from psycopg import sql as pgsql
+
+    name = "pygov_audit_explain"
+    admin = pg_server.admin_dsn
+    sql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            pgsql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                pgsql.Identifier(name), pgsql.Identifier(template_db)
+            )
+        )
+    dsn = pg_server.dsn(name)
+    sql(
+        dsn,
+        "INSERT INTO governance.audit_trail (occurred_at, transaction_id, model_name, "
+        "object_id, operation, user_name, db_role, after_data) "
+        "SELECT now() - (g % 30) * interval '1 day' - (g % 86400) * interval '1 second', "
+        "pg_current_xact_id()::text::bigint, 'shop.item', (g % 2000)::text, 'UPDATE', "
+        "'user-' || (g % 500), 'postgres', jsonb_build_object('qty', g) "
+        "FROM generate_series(1, 200000) g",
+    )
+    sql(dsn, "ANALYZE governance.audit_trail")
+    yield dsn
+    sql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def plan_nodes(dsn: str, query: str) -> list[dict[str, Any]]:
+    plan = sql(dsn, f"EXPLAIN (FORMAT JSON) {query}")[0][0]
+    plan = plan if isinstance(plan, list) else json.loads(plan)
+    nodes: list[dict[str, Any]] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        nodes.append(node)
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return nodes
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        (
+            "SELECT * FROM governance.audit_trail WHERE model_name = 'shop.item' "
+            "AND object_id = '42' ORDER BY id DESC LIMIT 50",
+            r"_model_name_object_id_id_idx$",
+        ),
+        (
+            "SELECT * FROM governance.audit_trail WHERE user_name = 'user-7' "
+            "AND occurred_at BETWEEN now() - interval '2 days' AND now()",
+            r"_user_name_occurred_at_idx$",
+        ),
+        (
+            "SELECT * FROM governance.audit_trail WHERE occurred_at "
+            "BETWEEN now() - interval '3 hours' AND now() - interval '2 hours'",
+            r"_(p\d{4}_\d{2}|default)_occurred_at_idx$",
+        ),
+    ],
+)
+def test_hot_queries_use_their_indexes(big_trail: str, query: str, index: str) -> None:
+    nodes = plan_nodes(big_trail, query)
+    scans = [n for n in nodes if "Scan" in n["Node Type"]]
+    assert scans, nodes
+    # Empty partitions (future months) may be scanned sequentially: they have no pages.
+    seq = [n["Relation Name"] for n in scans if n["Node Type"] == "Seq Scan"]
+    filled = sql(
+        big_trail, "SELECT relname FROM pg_class WHERE relname = ANY(%s) AND relpages > 0", (seq,)
+    )
+    assert filled == [], seq
+    # Partitions name their copies of an index after its columns.
+    names = [n.get("Index Name", "") for n in scans]
+    assert any(re.search(index, name) for name in names), names
+
+
+def test_object_history_function_is_an_index_scan(big_trail: str) -> None:
+    nodes = plan_nodes(
+        big_trail,
+        "SELECT a.* FROM governance.audit_trail a WHERE "
+        "a.model_name = 'shop.item' AND a.object_id = '42' "
+        "AND a.id < 9223372036854775807 ORDER BY a.id DESC LIMIT 50",
+    )
+    assert any("model_name_object_id_id_idx" in n.get("Index Name", "") for n in nodes)
+    rows = sql(big_trail, "SELECT count(*) FROM governance.object_history('shop.item', '42', 50)")
+    assert rows == [(50,)]
