@@ -42,6 +42,7 @@ from typing import Any, TextIO, TypeVar
 import click
 
 import pygov
+from pygov import admin
 from pygov.errors import GovernanceError
 from pygov.governance import parse_dsn
 
@@ -322,13 +323,15 @@ def _to_session(name: str) -> Callable[[click.Context, click.Parameter, Any], No
     return callback
 
 
-def options(*, listing: bool = True) -> Callable[[F], F]:
-    """``--dsn`` and ``--user`` on a command, and ``--json`` when it prints a listing."""
+def options(*, listing: bool = True, user: bool = True) -> Callable[[F], F]:
+    """``--dsn`` and ``--user`` (unless the command has a ``--user`` filter of its own) on a
+    command, and ``--json`` when it prints a listing."""
 
     def decorate(func: F) -> F:
-        func = click.option(
-            "--user", expose_value=False, callback=_to_session("user"), help="Who is acting."
-        )(func)
+        if user:
+            func = click.option(
+                "--user", expose_value=False, callback=_to_session("user"), help="Who is acting."
+            )(func)
         func = click.option(
             "--dsn",
             expose_value=False,
@@ -518,6 +521,151 @@ def idempotency_cleanup(batch_size: int) -> None:
         click.echo(f"deleted {deleted} expired record(s)")
 
 
+# --- audit -----------------------------------------------------------------------------------
+
+RECORD_COLUMNS = ["id", "occurred_at", "operation", "user_name", "source_service"]
+
+
+def _record_rows(records: Sequence[Any], *, with_object: bool) -> list[dict[str, Any]]:
+    rows = []
+    for r in records:
+        row = {c: getattr(r, c) for c in RECORD_COLUMNS}
+        if with_object:
+            row["object"] = f"{r.model_name or '-'} {r.object_id or ''}".strip()
+        row["detail"] = ",".join(r.changed_fields or []) or (
+            (r.extra or {}).get("action") if r.operation == "ADMIN_ACCESS" else None
+        )
+        rows.append(row)
+    return rows
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail: history, tail, seals and verification, audited tables.
+
+    The trail itself is read-only here as everywhere: nothing in this CLI changes a record.
+    """
+
+
+@audit.command("history")
+@click.argument("model")
+@click.argument("object_id")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@click.option("--before-id", type=int, help="Page: only records older than this id.")
+@options()
+@admin_action("audit.history", target=lambda a: f"{a['model']} {a['object_id']}")
+def audit_history(model: str, object_id: str, limit: int, before_id: int | None) -> None:
+    """The audit records of one object (MODEL is schema.table), newest first."""
+    s = session()
+    records = s.gov().audit.history(model, object_id, limit=limit, before_id=before_id)
+    if s.json:
+        s.output(records)
+    else:
+        s.output(_record_rows(records, with_object=False), [*RECORD_COLUMNS, "detail"])
+
+
+@audit.command("tail")
+@click.option("--user", "user_name", help="Only this user's records (who acts: pygov --user ...).")
+@click.option("--since", callback=since_param, help="A time (ISO 8601) or a duration (2h, 1d).")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@options(user=False)
+@admin_action("audit.tail")
+def audit_tail(user_name: str | None, since: datetime | None, limit: int) -> None:
+    """The newest audit records, oldest of them first (as `tail` shows a log)."""
+    s = session()
+    records = admin.audit_tail(s.gov(), user=user_name, since=since, limit=limit)[::-1]
+    if s.json:
+        s.output(records)
+    else:
+        s.output(_record_rows(records, with_object=True), [*RECORD_COLUMNS, "object", "detail"])
+
+
+@audit.command("seal")
+@options()
+@admin_action("audit.seal")
+def audit_seal() -> None:
+    """Seal every audit row written since the last seal into the SHA-256 chain."""
+    s = session()
+    with Progress("Sealing the audit trail") as progress:
+        seals = s.gov().audit.seal()
+        progress.detail = f"{sum(x.row_count for x in seals)} rows in {len(seals)} seal(s)"
+    if s.json or seals:
+        s.output(seals, ["id", "month", "row_count", "first_id", "last_id", "hash"])
+    else:
+        click.echo("nothing to seal: no audit rows since the last seal")
+
+
+@audit.command("verify")
+@options()
+@admin_action("audit.verify")
+def audit_verify() -> None:
+    """Recompute the chain of seals; exit status 1 when tampering is found."""
+    s = session()
+    with Progress("Verifying the audit trail") as progress:
+        result = s.gov().audit.verify()
+        progress.detail = f"{result.seals_checked} seals, {result.rows_checked} rows"
+    if s.json:
+        s.output(result)
+    elif result.ok:
+        click.echo(f"ok: {result.seals_checked} seal(s) and {result.rows_checked} row(s) verified")
+    else:
+        click.echo(
+            f"TAMPERING FOUND: seal {result.bad_seal_id}, first bad row "
+            f"{result.bad_row_id}: {result.problem}"
+        )
+    if not result.ok:
+        raise click.exceptions.Exit(1)
+
+
+@audit.command("enable")
+@click.argument("table")
+@click.option(
+    "--ignore-column", "ignore", multiple=True, help="Changes to it alone are not audited."
+)
+@click.option("--model-name", help="The model name in the trail (default: schema.table).")
+@options()
+@admin_action("audit.enable", target=lambda a: a["table"])
+def audit_enable(table: str, ignore: tuple[str, ...], model_name: str | None) -> None:
+    """Audit every INSERT, UPDATE, DELETE and TRUNCATE of TABLE by triggers."""
+    s = session()
+    audited = s.gov().audit.enable(table, ignore_columns=list(ignore), model_name=model_name)
+    s.output(audited)
+
+
+@audit.command("disable")
+@click.argument("table")
+@options()
+@admin_action("audit.disable", target=lambda a: a["table"])
+def audit_disable(table: str) -> None:
+    """Stop auditing TABLE (its existing records stay)."""
+    s = session()
+    removed = s.gov().audit.disable(table)
+    if s.json:
+        s.output({"table": table, "disabled": removed})
+    else:
+        click.echo(f"{table}: {'audit disabled' if removed else 'was not audited'}")
+
+
+@audit.command("tables")
+@options()
+@admin_action("audit.tables")
+def audit_tables() -> None:
+    """The tables audited by triggers."""
+    s = session()
+    s.output(
+        s.gov().audit.audited_tables(),
+        [
+            "table_name",
+            "model_name",
+            "key_columns",
+            "ignore_columns",
+            "enabled_at",
+            "enabled_by",
+            "triggers_installed",
+        ],
+    )
+
+
 # --- stats -----------------------------------------------------------------------------------
 
 
@@ -538,6 +686,7 @@ def stats() -> None:
             "expired": sum(v.expired for v in idem.values()),
             "duplicates_served": sum(v.duplicates_served for v in idem.values()),
         },
+        **admin.stats(gov),
     }
     if s.json:
         s.output(summary)

@@ -238,3 +238,97 @@ def test_stats_overview(db: Db) -> None:
     assert data["idempotency"]["duplicates_served"] == 1
     text = db.cli("stats")
     assert "idempotency:" in text.stdout and "duplicates served: 1" in text.stdout
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+def make_fee_table(db: Db) -> str:
+    """A business table, written through pygov's context so the trail names the user."""
+    table = "cli_fee" if not db.backend.is_postgres else "public.cli_fee"
+    db.backend.query(f"CREATE TABLE {table} (id int PRIMARY KEY, amount int, note text)")
+    return table
+
+
+def write(db: Db, statement: str, user: str) -> None:
+    sql = statement if not db.backend.is_postgres else statement.replace("?", "%s")
+    with db.gov.context(user=user, service="FeesGateway"), db.gov.transaction() as conn:
+        conn.execute(sql)
+
+
+def test_audit_enable_history_tables_disable(db: Db) -> None:
+    table = make_fee_table(db)
+    enabled = db.cli("audit", "enable", table, "--ignore-column", "note", "--json")
+    assert enabled.returncode == 0, enabled.stderr
+    assert json.loads(enabled.stdout)["ignore_columns"] == ["note"]
+    write(db, f"INSERT INTO {table} VALUES (1, 100, 'a')", "cashier-1")
+    write(db, f"UPDATE {table} SET amount = 150 WHERE id = 1", "cashier-2")
+    write(db, f"UPDATE {table} SET note = 'only ignored' WHERE id = 1", "cashier-2")
+    model = json.loads(enabled.stdout)["model_name"]
+
+    history = db.json("audit", "history", model, "1")
+    assert [(r["operation"], r["user_name"]) for r in history] == [
+        ("UPDATE", "cashier-2"),
+        ("CREATE", "cashier-1"),
+    ]
+    assert history[0]["changed_fields"] == ["amount"]
+    assert history[0]["before_data"]["amount"] == 100 and history[0]["after_data"]["amount"] == 150
+    text = db.cli("audit", "history", model, "1", "--limit", "1")
+    lines = text.stdout.splitlines()
+    assert len(lines) == 3 and "UPDATE" in lines[2] and "amount" in lines[2]
+
+    tables = db.json("audit", "tables")
+    assert [(t["model_name"], t["triggers_installed"]) for t in tables] == [(model, True)]
+    assert "audit disabled" in db.cli("audit", "disable", table).stdout
+    assert "was not audited" in db.cli("audit", "disable", table).stdout
+    write(db, f"UPDATE {table} SET amount = 1 WHERE id = 1", "cashier-3")
+    assert len(db.json("audit", "history", model, "1")) == 2
+    actions = [(a, t) for a, t, *_ in db.admin_records() if a.startswith("audit.")]
+    assert ("audit.enable", table) in actions and ("audit.disable", table) in actions
+    assert ("audit.history", f"{model} 1") in actions
+
+
+def test_audit_tail_filters_by_user_and_time(db: Db) -> None:
+    db.gov.audit.log_operation("m.fee", 1, "CREATE")
+    with db.gov.context(user="auditor-zoe"):
+        db.gov.audit.log_operation("m.fee", 2, "UPDATE")
+        db.gov.audit.log_operation("m.fee", 3, "DELETE")
+    tail = db.json("audit", "tail", "--user", "auditor-zoe")
+    assert [(r["object_id"], r["operation"]) for r in tail] == [("2", "UPDATE"), ("3", "DELETE")]
+    last = db.json("audit", "tail", "--limit", "1")
+    assert last[0]["extra"]["action"] == "audit.tail"  # the previous CLI call, recorded
+    assert db.json("audit", "tail", "--since", "2999-01-01") == []
+    recent = db.json("audit", "tail", "--since", "10m", "--limit", "100")
+    assert {"2", "3"} <= {r["object_id"] for r in recent}
+    text = db.cli("audit", "tail", "--user", "auditor-zoe").stdout.splitlines()
+    assert text[0].split()[:3] == ["ID", "OCCURRED_AT", "OPERATION"]
+    assert "m.fee 3" in text[-1]
+    bad = db.cli("audit", "tail", "--since", "yesterday-ish")
+    assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+def test_audit_seal_verify_and_tampering_exits_1(db: Db) -> None:
+    from tests.test_audit import tamper
+
+    for i in range(3):
+        db.gov.audit.log_operation("m.fee", i, "CREATE")
+    sealed = db.cli("audit", "seal")
+    assert sealed.returncode == 0, sealed.stderr
+    assert "Sealing the audit trail: done" in sealed.stderr
+    assert sealed.stdout.split()[:3] == ["ID", "MONTH", "ROW_COUNT"]
+    verified = db.cli("audit", "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith("ok: 1 seal(s)")
+    assert "Verifying the audit trail: done" in verified.stderr
+    tamper(
+        db.backend,
+        f"UPDATE {db.backend.table('audit_trail')} SET user_name = 'mallory' WHERE object_id = ?",
+        ("1",),
+    )
+    caught = db.cli("audit", "verify")
+    assert caught.returncode == 1
+    assert "TAMPERING FOUND" in caught.stdout
+    result = json.loads(db.cli("audit", "verify", "--json").stdout)
+    assert result["ok"] is False and result["bad_row_id"] is not None
+    outcomes = [r[4] for r in db.admin_records() if r[0] == "audit.verify"]
+    assert outcomes == ["ok", "problems found", "problems found"]
