@@ -8,10 +8,11 @@ triggers through functions registered on every connection (``governance_ctx('use
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,8 @@ from pygov.context import EMPTY_CONTEXT, GovernanceContext, current_context
 from pygov.errors import ConcurrencyError, ConfigurationError, GovernanceError, translate
 
 BUSY_TIMEOUT_SECONDS = 30.0
+
+logger = logging.getLogger("pygov.sqlite")
 
 
 def now_text() -> str:
@@ -68,7 +71,25 @@ def open_connection(path: str) -> SqliteConnection:
     conn.create_function("governance_ctx", 1, lambda name: _ctx_value(conn, name))
     conn.create_function("governance_now", 0, now_text)
     conn.create_function("sha256", 1, _sha256, deterministic=True)
+    for hook in CONNECTION_HOOKS:
+        hook(conn)
     return conn
+
+
+#: Capabilities hook in here: CONNECTION_HOOKS run on every new connection (to register SQL
+#: functions their triggers call); AFTER_TRANSACTION_HOOKS run after every outermost COMMIT or
+#: ROLLBACK of a pygov transaction (for work that must outlive a rollback, such as recording an
+#: authority violation). An after-transaction hook must not raise; if one does, it is logged.
+CONNECTION_HOOKS: list[Callable[[SqliteConnection], None]] = []
+AFTER_TRANSACTION_HOOKS: list[Callable[[SqliteConnection], None]] = []
+
+
+def _after_transaction(conn: SqliteConnection) -> None:
+    for hook in AFTER_TRANSACTION_HOOKS:
+        try:
+            hook(conn)
+        except Exception:
+            logger.exception("pygov: SQLite after-transaction hook %r failed", hook)
 
 
 class SqliteBackend:
@@ -171,8 +192,10 @@ class SqliteBackend:
                     rows = impl(own, args)
                 except BaseException:
                     own.execute("ROLLBACK")
+                    _after_transaction(own)
                     raise
                 own.execute("COMMIT")
+                _after_transaction(own)
                 return rows
         except GovernanceError:
             raise
@@ -205,8 +228,12 @@ class SqliteBackend:
                     own.execute("ROLLBACK TO pygov_txn" if nested else "ROLLBACK")
                     if nested:
                         own.execute("RELEASE pygov_txn")
+                    else:
+                        _after_transaction(own)
                     raise
                 own.execute("RELEASE pygov_txn" if nested else "COMMIT")
+                if not nested:
+                    _after_transaction(own)
             except GovernanceError:
                 raise
             except sqlite3.Error as exc:

@@ -11,9 +11,9 @@ from typing import Any, ParamSpec, TypeVar
 from pygov._asyncpg import AsyncpgBackend
 from pygov._core import Call, Settings, T
 from pygov.audit import AsyncAudit
-from pygov.authority import AsyncAuthority
+from pygov.authority import AsyncAuthority, record_violation_async
 from pygov.context import GovernanceContext, governance_context
-from pygov.errors import ConfigurationError, GovernanceError, translate
+from pygov.errors import AuthorityViolationError, ConfigurationError, GovernanceError, translate
 from pygov.governance import make_settings, parse_dsn
 from pygov.health import HealthReport, health_call
 from pygov.idempotency import AsyncIdempotency
@@ -78,8 +78,13 @@ class AsyncGovernance:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
         """An asyncpg connection in a transaction with the governance context applied."""
-        async with self._backend.transaction() as conn:
-            yield conn
+        try:
+            async with self._backend.transaction() as conn:
+                yield conn
+        except AuthorityViolationError as exc:
+            # A write refused by a protected table: make sure the violation is in the trail.
+            await record_violation_async(self, exc)
+            raise
 
     def idempotent(
         self,

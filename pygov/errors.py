@@ -199,6 +199,10 @@ def translate(exc: BaseException) -> GovernanceError:
         # SQLite triggers raise GV errors as RAISE(ABORT, 'GV001: message').
         if message[:5].startswith("GV") and message[2:5].isdigit() and message[5:7] == ": ":
             sqlstate, message = message[:5], message[7:]
+            # ... optionally ending with their context as JSON: 'GV001: message {"k": "v"}'.
+            head, brace, tail = message.partition(' {"')
+            if brace and tail.endswith("}"):
+                message, detail = head, '{"' + tail
     driver_error = None if str(sqlstate).startswith("GV") else type(exc).__name__
     return error_for(sqlstate, message, detail, driver_error=driver_error)
 

@@ -13,9 +13,15 @@ from pygov._core import Call, Settings, T
 from pygov._pg import PgBackend
 from pygov._sqlite import SqliteBackend
 from pygov.audit import Audit
-from pygov.authority import Authority
+from pygov.authority import Authority, record_violation
 from pygov.context import GovernanceContext, governance_context
-from pygov.errors import ConfigurationError, GovernanceError, ValidationError, translate
+from pygov.errors import (
+    AuthorityViolationError,
+    ConfigurationError,
+    GovernanceError,
+    ValidationError,
+    translate,
+)
 from pygov.health import HealthReport, health_call
 from pygov.idempotency import Idempotency
 from pygov.locks import Locks
@@ -122,8 +128,13 @@ class Governance:
     def transaction(self) -> Iterator[Any]:
         """A connection in a transaction with the governance context applied: your own SQL in
         it is audited with the right user. Pass it as ``conn=`` to join pygov calls to it."""
-        with self._backend.transaction() as conn:
-            yield conn
+        try:
+            with self._backend.transaction() as conn:
+                yield conn
+        except AuthorityViolationError as exc:
+            # A write refused by a protected table: make sure the violation is in the trail.
+            record_violation(self, exc)
+            raise
 
     def idempotent(
         self,
