@@ -43,7 +43,7 @@ import click
 
 import pygov
 from pygov import admin
-from pygov.errors import GovernanceError
+from pygov.errors import GovernanceError, QuarantineError
 from pygov.governance import parse_dsn
 
 SERVICE = "pygov-cli"
@@ -462,19 +462,43 @@ def migrate() -> None:
         click.echo(f"applied: {', '.join(report.applied) or 'nothing pending'}{reloaded}")
 
 
+def _matrix_rows(matrix: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "service": service,
+            "model": model,
+            "operations": ", ".join(operations),
+            "critical": model in matrix.critical,
+        }
+        for service, models in sorted(matrix.grants.items())
+        for model, operations in sorted(models.items())
+    ]
+
+
 @main.command()
+@click.option("--matrix/--no-matrix", default=True, help="Also print the authority matrix.")
 @options()
 @admin_action("check")
-def check() -> None:
-    """Health of the governance layer; exit status 1 when any problem is found."""
+def check(matrix: bool) -> None:
+    """Health of the governance layer and the authority matrix; exit status 1 on problems."""
     s = session()
-    report = s.gov().health()
+    gov = s.gov()
+    report = gov.health()
+    grants = _matrix_rows(gov.authority.matrix()) if matrix else []
     if s.json:
-        s.output({"backend": report.backend, "ok": report.ok, "problems": report.problems})
-    elif report.ok:
-        click.echo(f"ok: no problems found ({report.backend})")
+        body: dict[str, Any] = {"backend": report.backend, "ok": report.ok}
+        body["problems"] = report.problems
+        if matrix:
+            body["authority_matrix"] = grants
+        s.output(body)
     else:
-        s.output(report.problems, ["severity", "component", "problem", "detail"])
+        if report.ok:
+            click.echo(f"ok: no problems found ({report.backend})")
+        else:
+            s.output(report.problems, ["severity", "component", "problem", "detail"])
+        if matrix:
+            click.echo("\nauthority matrix:")
+            click.echo(table(grants, ["service", "model", "operations", "critical"]))
     if not report.ok:
         raise click.exceptions.Exit(1)
 
@@ -664,6 +688,255 @@ def audit_tables() -> None:
             "triggers_installed",
         ],
     )
+
+
+# --- quarantine ------------------------------------------------------------------------------
+
+QUARANTINE_COLUMNS = [
+    "id",
+    "status",
+    "model_name",
+    "object_id",
+    "corruption_type",
+    "quarantined_at",
+    "quarantined_by",
+    "reason",
+]
+
+
+def _quarantine_record(gov: pygov.Governance, record_id: int) -> Any:
+    record = gov.quarantine.get(record_id)
+    if record is None:
+        raise QuarantineError("no quarantine record with this id", {"id": record_id})
+    return record
+
+
+@main.group()
+def quarantine() -> None:
+    """Quarantined data: list, inspect, review, resolve, and scan for corruption."""
+
+
+@quarantine.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["QUARANTINED", "UNDER_REVIEW", "RESOLVED", "OPEN"], case_sensitive=False),
+    help="Only records in this status (OPEN: not resolved).",
+)
+@click.option("--model", "model_name", help="Only records of this model (schema.table).")
+@click.option("--type", "corruption_type", help="Only records of this corruption type.")
+@click.option("--limit", type=click.IntRange(1, None), help="At most this many records.")
+@options()
+@admin_action("quarantine.list")
+def quarantine_list(
+    status: str | None, model_name: str | None, corruption_type: str | None, limit: int | None
+) -> None:
+    """Quarantine records, oldest first."""
+    s = session()
+    records = s.gov().quarantine.list(
+        status.upper() if status else None,
+        model_name=model_name,
+        corruption_type=corruption_type,
+        limit=limit,
+    )
+    s.output(records, QUARANTINE_COLUMNS)
+
+
+@quarantine.command("show")
+@click.argument("record_id", type=int)
+@options()
+@admin_action("quarantine.show", target=lambda a: a["record_id"])
+def quarantine_show(record_id: int) -> None:
+    """One record, with the snapshot of the data as it was when quarantined."""
+    s = session()
+    record = _quarantine_record(s.gov(), record_id)
+    if s.json:
+        s.output(record)
+        return
+    row = as_row(record)
+    snapshot = row.pop("data")
+    s.output(row)
+    click.echo("snapshot:")
+    click.echo(dumps(snapshot))
+
+
+@quarantine.command("review")
+@click.argument("record_id", type=int)
+@options()
+@admin_action("quarantine.review", target=lambda a: a["record_id"])
+def quarantine_review(record_id: int) -> None:
+    """Start reviewing a record (QUARANTINED -> UNDER_REVIEW)."""
+    s = session()
+    record = s.gov().quarantine.start_review(record_id)
+    if s.json:
+        s.output(record)
+    else:
+        click.echo(f"record {record.id}: {record.status} (reviewer {record.reviewed_by or '-'})")
+
+
+@quarantine.command("resolve")
+@click.argument("record_id", type=int)
+@click.option(
+    "--resolution",
+    required=True,
+    type=click.Choice(["REPAIRED", "DISCARDED", "FALSE_POSITIVE"], case_sensitive=False),
+)
+@click.option("--notes", required=True, help="What was found and done (required).")
+@options()
+@admin_action("quarantine.resolve", target=lambda a: a["record_id"])
+def quarantine_resolve(record_id: int, resolution: str, notes: str) -> None:
+    """Resolve a record (admin): REPAIRED, DISCARDED or FALSE_POSITIVE, with notes."""
+    s = session()
+    record = s.gov().quarantine.resolve(record_id, notes, resolution=resolution.upper())
+    if s.json:
+        s.output(record)
+    else:
+        click.echo(f"record {record.id}: {record.status} as {record.resolution}")
+
+
+def _scan_result(kind: str, target: str, found: int) -> None:
+    s = session()
+    if s.json:
+        s.output({"scan": kind, "table": target, "quarantined": found})
+    else:
+        click.echo(f"{target}: {found} new row(s) quarantined")
+
+
+@quarantine.command("scan-orphans")
+@click.argument("child_table")
+@click.argument("fk_column")
+@click.argument("parent_table")
+@click.option("--parent-column", default="id", show_default=True)
+@click.option("--type", "corruption_type", default="ORPHANED_RECORD", show_default=True)
+@click.option("--reason", help="The reason recorded (default: a description of the scan).")
+@options()
+@admin_action("quarantine.scan_orphans", target=lambda a: a["child_table"])
+def quarantine_scan_orphans(
+    child_table: str,
+    fk_column: str,
+    parent_table: str,
+    parent_column: str,
+    corruption_type: str,
+    reason: str | None,
+) -> None:
+    """Quarantine rows of CHILD_TABLE whose FK_COLUMN matches no row of PARENT_TABLE."""
+    gov = session().gov()
+    with Progress(f"Scanning {child_table} for orphans") as progress:
+        found = gov.quarantine.scan_orphans(
+            child_table,
+            fk_column,
+            parent_table,
+            parent_column,
+            corruption_type=corruption_type,
+            reason=reason,
+        )
+        progress.detail = f"{found} quarantined"
+    _scan_result("orphans", child_table, found)
+
+
+@quarantine.command("scan-negative")
+@click.argument("table")
+@click.argument("column")
+@click.option("--type", "corruption_type", default="INVALID_STATE", show_default=True)
+@click.option("--reason", help="The reason recorded (default: a description of the scan).")
+@options()
+@admin_action("quarantine.scan_negative", target=lambda a: a["table"])
+def quarantine_scan_negative(
+    table: str, column: str, corruption_type: str, reason: str | None
+) -> None:
+    """Quarantine rows of TABLE whose COLUMN is below zero."""
+    gov = session().gov()
+    with Progress(f"Scanning {table}.{column} for negative values") as progress:
+        found = gov.quarantine.scan_negative(
+            table, column, corruption_type=corruption_type, reason=reason
+        )
+        progress.detail = f"{found} quarantined"
+    _scan_result("negative", table, found)
+
+
+@quarantine.command("types")
+@options()
+@admin_action("quarantine.types")
+def quarantine_types() -> None:
+    """The corruption types records may have."""
+    s = session()
+    types = s.gov().quarantine.corruption_types()
+    s.output([{"code": k, "description": v} for k, v in types.items()], ["code", "description"])
+
+
+# --- delegation ------------------------------------------------------------------------------
+
+DELEGATION_COLUMNS = [
+    "id",
+    "state",
+    "from_service",
+    "to_service",
+    "model_name",
+    "operation",
+    "valid_until",
+    "created_by",
+    "reason",
+]
+
+
+def _delegation_row(d: Any) -> dict[str, Any]:
+    state = "revoked" if d.is_revoked else ("live" if d.is_valid() else "expired")
+    return {**as_row(d), "state": state}
+
+
+@main.group()
+def delegation() -> None:
+    """Time-bounded delegations of authority between services."""
+
+
+@delegation.command("list")
+@click.option("--active", is_flag=True, help="Only delegations that count now.")
+@options()
+@admin_action("delegation.list")
+def delegation_list(active: bool) -> None:
+    """Delegations, newest first."""
+    s = session()
+    delegations = s.gov().authority.delegations(active=active)
+    rows = [_delegation_row(d) for d in delegations]
+    s.output(rows, DELEGATION_COLUMNS)
+
+
+@delegation.command("grant")
+@click.argument("from_service")
+@click.argument("to_service")
+@click.argument("model")
+@click.argument("operation")
+@click.option(
+    "--duration", required=True, callback=duration_param, help="At most 24h (e.g. 30m, 2h)."
+)
+@click.option("--reason", required=True, help="Why (recorded in the trail).")
+@options()
+@admin_action("delegation.grant", target=lambda a: a["model"])
+def delegation_grant(
+    from_service: str,
+    to_service: str,
+    model: str,
+    operation: str,
+    duration: timedelta,
+    reason: str,
+) -> None:
+    """Lend FROM_SERVICE's authority for OPERATION on MODEL to TO_SERVICE (admin)."""
+    s = session()
+    granted = s.gov().authority.delegate(
+        from_service, to_service, model, operation.upper(), duration, reason
+    )
+    s.output(_delegation_row(granted), DELEGATION_COLUMNS)
+
+
+@delegation.command("revoke")
+@click.argument("delegation_id", type=int)
+@click.option("--reason", required=True, help="Why (recorded in the trail).")
+@options()
+@admin_action("delegation.revoke", target=lambda a: a["delegation_id"])
+def delegation_revoke(delegation_id: int, reason: str) -> None:
+    """End a delegation now (admin); revoking twice changes nothing."""
+    s = session()
+    revoked = s.gov().authority.revoke(delegation_id, reason)
+    s.output(_delegation_row(revoked), [*DELEGATION_COLUMNS[:3], "revoked_at", "revoke_reason"])
 
 
 # --- stats -----------------------------------------------------------------------------------

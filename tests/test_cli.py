@@ -332,3 +332,161 @@ def test_audit_seal_verify_and_tampering_exits_1(db: Db) -> None:
     assert result["ok"] is False and result["bad_row_id"] is not None
     outcomes = [r[4] for r in db.admin_records() if r[0] == "audit.verify"]
     assert outcomes == ["ok", "problems found", "problems found"]
+
+
+# --- quarantine ------------------------------------------------------------------------------
+
+
+def test_quarantine_scan_list_show_review_resolve(db: Db) -> None:
+    for statement in (
+        "CREATE TABLE cli_fee (id int PRIMARY KEY, amount int NOT NULL)",
+        "CREATE TABLE cli_entry (id int PRIMARY KEY, fee_id int, amount int)",
+        "INSERT INTO cli_fee VALUES (1, 100)",
+        "INSERT INTO cli_entry VALUES (10, 1, 100), (11, 7, 50), (12, 8, 20)",
+        "CREATE TABLE cli_stock (item text PRIMARY KEY, quantity int NOT NULL)",
+        "INSERT INTO cli_stock VALUES ('pen', 3), ('ink', -2)",
+    ):
+        db.backend.query(statement)
+    scan = db.cli("quarantine", "scan-orphans", "cli_entry", "fee_id", "cli_fee")
+    assert scan.returncode == 0, scan.stderr
+    assert "cli_entry: 2 new row(s) quarantined" in scan.stdout
+    assert "Scanning cli_entry for orphans: done" in scan.stderr
+    again = db.json("quarantine", "scan-orphans", "cli_entry", "fee_id", "cli_fee")
+    assert again == {"scan": "orphans", "table": "cli_entry", "quarantined": 0}
+    negative = db.json(
+        "quarantine", "scan-negative", "cli_stock", "quantity", "--type", "NEGATIVE_STOCK"
+    )
+    assert negative["quarantined"] == 1
+
+    records = db.json("quarantine", "list", "--status", "open")
+    assert sorted((r["model_name"].split(".")[-1], r["corruption_type"]) for r in records) == [
+        ("cli_entry", "ORPHANED_RECORD"),
+        ("cli_entry", "ORPHANED_RECORD"),
+        ("cli_stock", "NEGATIVE_STOCK"),
+    ]
+    table = db.cli("quarantine", "list").stdout.splitlines()
+    assert table[0].split()[:3] == ["ID", "STATUS", "MODEL_NAME"] and len(table) == 5
+
+    orphan = next(r for r in records if r["object_id"] == "11")
+    shown = db.cli("quarantine", "show", str(orphan["id"]))
+    assert shown.returncode == 0
+    snapshot = json.loads(shown.stdout[shown.stdout.index("snapshot:\n") + 10 :])
+    assert snapshot == {"id": 11, "fee_id": 7, "amount": 50}
+    assert "  " in shown.stdout.splitlines()[-2]  # formatted (indented) JSON
+
+    reviewed = db.cli("quarantine", "review", str(orphan["id"]))
+    assert reviewed.returncode == 0 and "UNDER_REVIEW" in reviewed.stdout
+    twice = db.cli("quarantine", "review", str(orphan["id"]))
+    assert twice.returncode == 1 and "QuarantineError" in twice.stderr
+    no_notes = db.cli("quarantine", "resolve", str(orphan["id"]), "--resolution", "discarded")
+    assert no_notes.returncode == 2 and "--notes" in no_notes.stderr
+    resolved = db.json(
+        "quarantine",
+        "resolve",
+        str(orphan["id"]),
+        "--resolution",
+        "discarded",
+        "--notes",
+        "entry for a cancelled fee",
+    )
+    assert (resolved["status"], resolved["resolution"]) == ("RESOLVED", "DISCARDED")
+    assert resolved["resolution_notes"] == "entry for a cancelled fee"
+    assert len(db.json("quarantine", "list", "--status", "OPEN")) == 2
+    missing = db.cli("quarantine", "show", "999999")
+    assert missing.returncode == 1 and "no quarantine record" in missing.stderr
+    records_log = db.admin_records()
+    assert ("quarantine.resolve", str(orphan["id"]), "ops-alice", "pygov-cli", "ok") in records_log
+    assert (
+        "quarantine.review",
+        str(orphan["id"]),
+        "ops-alice",
+        "pygov-cli",
+        "error",
+    ) in records_log
+    stats = db.json("stats")
+    assert stats["quarantine"] == {"quarantined": 2, "under_review": 0, "resolved": 1}
+
+
+# --- delegation, authority matrix ------------------------------------------------------------
+
+JE = "accounting.journal_entry"
+
+
+def test_delegation_grant_list_revoke_and_matrix_in_check(db: Db) -> None:
+    db.gov.authority.load_matrix(
+        {"AccountingGateway": {JE: ["CREATE", "UPDATE"]}, "FeesGateway": {}}
+    )
+    granted = db.cli(
+        "delegation",
+        "grant",
+        "AccountingGateway",
+        "FeesGateway",
+        JE,
+        "create",
+        "--duration",
+        "2h",
+        "--reason",
+        "month-end backlog",
+        "--json",
+    )
+    assert granted.returncode == 0, granted.stderr
+    delegation = json.loads(granted.stdout)
+    assert (delegation["state"], delegation["to_service"], delegation["operation"]) == (
+        "live",
+        "FeesGateway",
+        "CREATE",
+    )
+    assert db.gov.authority.check_delegation("FeesGateway", JE, "CREATE") is not None
+    active = db.json("delegation", "list", "--active")
+    assert [d["id"] for d in active] == [delegation["id"]]
+    listing = db.cli("delegation", "list").stdout.splitlines()
+    assert listing[0].split()[:2] == ["ID", "STATE"] and " live " in listing[2]
+
+    too_long = db.cli(
+        "delegation",
+        "grant",
+        "AccountingGateway",
+        "FeesGateway",
+        JE,
+        "UPDATE",
+        "--duration",
+        "25h",
+        "--reason",
+        "x",
+    )
+    assert too_long.returncode == 1 and "Error" in too_long.stderr
+    bad_duration = db.cli(
+        "delegation",
+        "grant",
+        "AccountingGateway",
+        "FeesGateway",
+        JE,
+        "UPDATE",
+        "--duration",
+        "soon",
+        "--reason",
+        "x",
+    )
+    assert bad_duration.returncode == 2 and "--duration" in bad_duration.stderr
+
+    revoked = db.cli("delegation", "revoke", str(delegation["id"]), "--reason", "backlog done")
+    assert revoked.returncode == 0, revoked.stderr
+    assert "backlog done" in revoked.stdout
+    assert db.gov.authority.check_delegation("FeesGateway", JE, "CREATE") is None
+    assert db.json("delegation", "list", "--active") == []
+    assert db.json("delegation", "list")[0]["state"] == "revoked"
+    assert db.json("stats")["delegations"] == {"live": 0, "revoked": 1, "expired": 0}
+
+    check = db.json("check")
+    assert {
+        "service": "AccountingGateway",
+        "model": JE,
+        "operations": "CREATE, UPDATE",
+        "critical": False,
+    } in check["authority_matrix"]
+    text = db.cli("check").stdout
+    assert "authority matrix:" in text and "AccountingGateway" in text
+    actions = [(a, t, o) for a, t, _, _, o in db.admin_records() if a.startswith("delegation.")]
+    assert ("delegation.grant", JE, "ok") in actions
+    assert ("delegation.grant", JE, "error") in actions
+    assert ("delegation.revoke", str(delegation["id"]), "ok") in actions
