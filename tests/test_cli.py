@@ -442,31 +442,10 @@ def test_delegation_grant_list_revoke_and_matrix_in_check(db: Db) -> None:
     listing = db.cli("delegation", "list").stdout.splitlines()
     assert listing[0].split()[:2] == ["ID", "STATE"] and " live " in listing[2]
 
-    too_long = db.cli(
-        "delegation",
-        "grant",
-        "AccountingGateway",
-        "FeesGateway",
-        JE,
-        "UPDATE",
-        "--duration",
-        "25h",
-        "--reason",
-        "x",
-    )
+    update = ("delegation", "grant", "AccountingGateway", "FeesGateway", JE, "UPDATE")
+    too_long = db.cli(*update, "--duration", "25h", "--reason", "x")
     assert too_long.returncode == 1 and "Error" in too_long.stderr
-    bad_duration = db.cli(
-        "delegation",
-        "grant",
-        "AccountingGateway",
-        "FeesGateway",
-        JE,
-        "UPDATE",
-        "--duration",
-        "soon",
-        "--reason",
-        "x",
-    )
+    bad_duration = db.cli(*update, "--duration", "soon", "--reason", "x")
     assert bad_duration.returncode == 2 and "--duration" in bad_duration.stderr
 
     revoked = db.cli("delegation", "revoke", str(delegation["id"]), "--reason", "backlog done")
