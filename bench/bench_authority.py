@@ -206,9 +206,9 @@ def _sqlite() -> list[Result]:
 
             return op
 
+        ids = itertools.count(1)
         with gov.context(user="bench", service="AccountingGateway"):
-            plain = rate(writer("bench_plain"))
-            guarded = rate(writer("bench_protected"))
+            plain, guarded = _alternating(lambda t: rate(lambda i: writer(t)(next(ids)), 1000))
         results.append(
             Result(
                 "protected vs plain single-row INSERT, 1 client [SQLite WAL]",
