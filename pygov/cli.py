@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -239,7 +239,10 @@ class Session:
     json: bool = False
     _gov: pygov.Governance | None = None
     _ctx: click.Context | None = None
-    recorded: list[str] = field(default_factory=list)
+
+    @property
+    def connected(self) -> bool:
+        return self._gov is not None
 
     def require_dsn(self) -> str:
         if not self.dsn:
@@ -291,7 +294,6 @@ class Session:
         """Record an admin action in the audit trail."""
         gov = self.gov()
         gov.audit.log_admin_access(action, target, extra=to_jsonable(extra))
-        self.recorded.append(action)
 
 
 def probe_postgres(dsn: str) -> None:
@@ -373,14 +375,16 @@ def admin_action(
                 outcome = "ok" if exc.exit_code == 0 else "problems found"
                 raise
             finally:
-                extra = {"outcome": outcome, "arguments": kwargs}
-                what = target(kwargs) if target is not None else None
-                try:
-                    s.record(action, None if what is None else str(what), extra)
-                except GovernanceError:
-                    if outcome == "ok":
-                        raise  # a successful admin action must not go unrecorded
-                    # The action failed already (often for the same reason): report that one.
+                # A command that failed before reaching the database has nothing to record.
+                if outcome == "ok" or s.connected:
+                    what = target(kwargs) if target is not None else None
+                    extra = {"outcome": outcome, "arguments": kwargs}
+                    try:
+                        s.record(action, None if what is None else str(what), extra)
+                    except GovernanceError:
+                        if outcome == "ok":
+                            raise  # a successful admin action must not go unrecorded
+                        # It failed already (often for the same reason): report that error.
 
         return wrapper  # type: ignore[return-value]
 
