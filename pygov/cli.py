@@ -427,7 +427,10 @@ class PygovGroup(click.Group):
             raise GovernanceFailure(exc, isinstance(obj, Session) and obj.json) from exc
 
 
-@click.group(cls=PygovGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=PygovGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option("--dsn", envvar="PYGOV_DSN", help="postgresql://... or sqlite:///path (PYGOV_DSN).")
 @click.option(
     "--user",
