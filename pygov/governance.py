@@ -45,6 +45,8 @@ def make_settings(options: dict[str, Any]) -> Settings:
         value = options.get(name)
         if value is not None and not isinstance(value, timedelta):
             options[name] = timedelta(seconds=float(value))
+    # Checked here, before connect() opens a pool that a bad option would leave behind.
+    ConcurrencyMonitor.check_threshold(options.get("high_concurrency_threshold", 50))
     return Settings(**options)
 
 
