@@ -469,3 +469,51 @@ def test_delegation_grant_list_revoke_and_matrix_in_check(db: Db) -> None:
     assert ("delegation.grant", JE, "ok") in actions
     assert ("delegation.grant", JE, "error") in actions
     assert ("delegation.revoke", str(delegation["id"]), "ok") in actions
+
+
+def test_stats_shows_advisory_lock_activity_on_postgres(pg_gov: pygov.Governance) -> None:
+    """A lock held by one transaction and waited for by another while `pygov stats` runs."""
+    import threading
+
+    dsn = pg_gov._backend.dsn  # type: ignore[union-attr]
+    held, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def holder() -> None:
+        try:
+            with pg_gov.locks.advisory("stock-take:shop-1"):
+                held.set()
+                release.wait(60)
+        except BaseException as exc:
+            errors.append(exc)
+            held.set()
+
+    def waiter() -> None:  # a DBA's psql session queueing for the same lock
+        try:
+            with psycopg.connect(dsn) as conn:
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(governance.lock_key('stock-take:shop-1'))"
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=waiter)]
+    threads[0].start()
+    held.wait(60)
+    threads[1].start()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while not conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the waiter never queued"
+                time.sleep(0.01)
+        result = run_cli("--dsn", dsn, "stats", "--json")
+    finally:
+        release.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["locks"] == {"held": 1, "waiting": 1}
