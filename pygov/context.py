@@ -12,12 +12,15 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pygov.errors import ValidationError
 
 _MAX_FIELD = 1000
+
+
+_TEXT_FIELDS = ("user", "service", "ip", "user_agent", "request_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,18 +34,26 @@ class GovernanceContext:
     request_id: str | None = None
     #: SQLite has no database roles: this flag stands in for membership of governance_admin.
     superuser: bool = False
+    # Serialised once per context: every wrapper call sends it, so it must cost nothing.
+    _json: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        settings = self.as_settings()
+        text = json.dumps(settings, separators=(",", ":")) if settings else None
+        object.__setattr__(self, "_json", text)
 
     def as_settings(self) -> dict[str, str]:
         """The non-empty fields, as the settings the database functions read."""
-        values = {k: v for k, v in asdict(self).items() if v not in (None, False)}
+        values = {
+            name: value for name in _TEXT_FIELDS if (value := getattr(self, name)) is not None
+        }
         if self.superuser:
             values["superuser"] = "true"
-        return {k: str(v) for k, v in values.items()}
+        return values
 
     def to_json(self) -> str | None:
         """JSON text for the ``p_context`` argument of the SQL functions (None when empty)."""
-        settings = self.as_settings()
-        return json.dumps(settings, separators=(",", ":")) if settings else None
+        return self._json
 
 
 EMPTY_CONTEXT = GovernanceContext()
