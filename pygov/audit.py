@@ -4,6 +4,24 @@ Explicit logging (``log_operation`` and friends), automatic auditing of tables b
 (``enable``/``disable``), an object's history and past state, and the seals that make the trail
 tamper-evident. The plans below are shared by the sync (:class:`Audit`) and async
 (:class:`AsyncAudit`) namespaces.
+
+PostgreSQL (sql/20_audit.sql): one statement-level trigger per operation reads the transition
+tables, so a statement touching 100,000 rows writes its audit rows in one INSERT ... SELECT.
+The trail is partitioned by month (UTC) with a default partition; UPDATE, DELETE and TRUNCATE
+of it fail for every role (GV001); application roles write it only through the functions and
+triggers. Seals cover ranges of finished transactions, so sealing never waits for a writer.
+
+SQLite differs where SQLite has no equivalent:
+
+* no TRUNCATE: ``DELETE FROM t`` fires the row triggers, one DELETE record per row;
+* no roles: ``db_role`` is NULL, anyone with the file can write the trail (append-only is
+  still enforced by triggers), and ``drop_before`` needs ``context(superuser=True)``;
+* triggers are generated per table with the columns it has when ``enable`` runs: enable again
+  after adding a column; they read the context through functions pygov registers on its own
+  connections, so other connections cannot write audited tables (the write fails, it is never
+  silently unaudited);
+* no partitions: ``drop_before`` deletes the rows of whole months; no ``transaction_id``
+  (one writer at a time, so seals cover id ranges).
 """
 
 from __future__ import annotations

@@ -284,7 +284,7 @@ $$;
 -- --- automatic auditing by triggers ------------------------------------------------------
 
 -- governance._audit_object_id(row, key_columns): the text form of a row's key. One column:
--- its value as text; several: each escaped with key_part and joined by ':'; none: NULL.
+-- its value as text; several: each escaped as key_part does and joined by ':'; none: NULL.
 CREATE OR REPLACE FUNCTION governance._audit_object_id(p_row jsonb, p_keys text[])
 RETURNS text
 LANGUAGE sql
@@ -295,18 +295,21 @@ AS $$
     SELECT CASE cardinality(p_keys)
         WHEN 0 THEN NULL
         WHEN 1 THEN p_row ->> p_keys[1]
-        ELSE array_to_string(ARRAY(SELECT governance.key_part(p_row ->> k.col)
-                                     FROM unnest(p_keys) WITH ORDINALITY AS k(col, n)
-                                    ORDER BY k.n), ':')
+        ELSE array_to_string(ARRAY(
+            SELECT replace(replace(coalesce(p_row ->> k.col, ''), '%', '%25'), ':', '%3A')
+              FROM unnest(p_keys) WITH ORDINALITY AS k(col, n)
+             ORDER BY k.n), ':')
     END
 $$;
 
--- governance._audit_trigger(): the statement-level trigger that enable_audit installs. One
--- INSERT ... SELECT per statement over the transition tables, however many rows it touched.
--- UPDATE pairs the old and new transition rows by position (PostgreSQL appends both at once
--- for each row), so tables without a key and updates of the key itself are paired correctly.
--- PL/pgSQL compiles a trigger function per trigger, so these static queries are planned once
--- per audited table.
+-- governance._audit_trigger(model, key_columns, ignore_columns): the statement-level trigger
+-- that enable_audit installs (its settings travel as trigger arguments: no lookup per
+-- statement). One INSERT ... SELECT per statement over the transition tables, however many
+-- rows it touched. UPDATE pairs the old and new transition rows by position (PostgreSQL
+-- appends both at once for each row; unnest of the two arrays zips them), so tables without a
+-- key and updates of the key itself pair correctly. PL/pgSQL compiles a trigger function per trigger, so these static queries
+-- are planned once per audited table. The common single-column key is read inline; only
+-- composite keys call _audit_object_id.
 CREATE OR REPLACE FUNCTION governance._audit_trigger()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -314,58 +317,76 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_model   text;
-    v_keys    text[];
-    v_ignore  text[];
+    v_model   text := TG_ARGV[0];
+    v_keys    text[] := coalesce(TG_ARGV[1], '{}')::text[];
+    v_ignore  text[] := coalesce(TG_ARGV[2], '{}')::text[];
+    v_nkeys   int := cardinality(v_keys);
+    v_key     text := v_keys[1];
     v_now     timestamptz := clock_timestamp();
     v_xid     bigint := pg_current_xact_id()::text::bigint;
-    v_role    text := governance.caller_role();
-    v_user    text := governance.ctx('user');
-    v_service text := governance.ctx('service');
-    v_ip      inet := governance.ctx_ip();
-    v_agent   text := governance.ctx('user_agent');
-    v_request text := governance.ctx('request_id');
+    v_role    text := coalesce(nullif(current_setting('role'), 'none'), session_user::text);
+    v_user    text := nullif(current_setting('governance.user', true), '');
+    v_service text := nullif(current_setting('governance.service', true), '');
+    v_agent   text := nullif(current_setting('governance.user_agent', true), '');
+    v_request text := nullif(current_setting('governance.request_id', true), '');
+    v_ip      inet;
 BEGIN
-    SELECT t.model_name, t.key_columns, t.ignore_columns INTO v_model, v_keys, v_ignore
-      FROM governance.audited_table t WHERE t.table_oid = TG_RELID;
-    IF NOT FOUND THEN
-        v_model := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
-        v_keys := '{}';
-        v_ignore := '{}';
+    IF TG_NARGS < 3 THEN
+        -- Installed without its settings (by hand): take them from the catalog.
+        SELECT t.model_name, t.key_columns, t.ignore_columns INTO v_model, v_keys, v_ignore
+          FROM governance.audited_table t WHERE t.table_oid = TG_RELID;
+        v_model := coalesce(v_model, format('%s.%s', TG_TABLE_SCHEMA, TG_TABLE_NAME));
+        v_keys := coalesce(v_keys, '{}');
+        v_ignore := coalesce(v_ignore, '{}');
+        v_nkeys := cardinality(v_keys);
+        v_key := v_keys[1];
     END IF;
-
+    IF nullif(current_setting('governance.ip', true), '') IS NOT NULL THEN
+        v_ip := governance.ctx_ip();
+    END IF;
     IF TG_OP = 'INSERT' THEN
         INSERT INTO governance.audit_trail
             (occurred_at, transaction_id, model_name, object_id, operation, source_service,
              user_name, db_role, ip_address, user_agent, request_id, after_data)
-        SELECT v_now, v_xid, v_model, governance._audit_object_id(n.j, v_keys), 'CREATE',
-               v_service, v_user, v_role, v_ip, v_agent, v_request, n.j
-          FROM (SELECT to_jsonb(r) AS j FROM pygov_audit_new r) n;
+        SELECT v_now, v_xid, v_model,
+               CASE v_nkeys WHEN 1 THEN n.j ->> v_key WHEN 0 THEN NULL
+                            ELSE governance._audit_object_id(n.j, v_keys) END,
+               'CREATE', v_service, v_user, v_role, v_ip, v_agent, v_request, n.j
+          -- OFFSET 0 keeps the subquery: pulled up, to_jsonb would run once per use.
+          FROM (SELECT to_jsonb(r) AS j FROM pygov_audit_new r OFFSET 0) n;
     ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO governance.audit_trail
             (occurred_at, transaction_id, model_name, object_id, operation, source_service,
              user_name, db_role, ip_address, user_agent, request_id, before_data, after_data,
              changed_fields)
-        SELECT v_now, v_xid, v_model, governance._audit_object_id(n.j, v_keys), 'UPDATE',
-               v_service, v_user, v_role, v_ip, v_agent, v_request, o.j, n.j, c.changed
-          FROM (SELECT row_number() OVER () AS pos, to_jsonb(r) AS j FROM pygov_audit_old r) o
-          JOIN (SELECT row_number() OVER () AS pos, to_jsonb(r) AS j FROM pygov_audit_new r) n
-            ON n.pos = o.pos
-         CROSS JOIN LATERAL (SELECT governance._changed_fields(o.j, n.j, v_ignore) AS changed) c
-         WHERE o.j IS DISTINCT FROM n.j AND c.changed <> '{}';
+        SELECT v_now, v_xid, v_model,
+               CASE v_nkeys WHEN 1 THEN u.n ->> v_key WHEN 0 THEN NULL
+                            ELSE governance._audit_object_id(u.n, v_keys) END,
+               'UPDATE', v_service, v_user, v_role, v_ip, v_agent, v_request, u.o, u.n, c.changed
+          FROM unnest((SELECT array_agg(to_jsonb(r)) FROM pygov_audit_old r),
+                      (SELECT array_agg(to_jsonb(r)) FROM pygov_audit_new r)) AS u(o, n)
+         CROSS JOIN LATERAL (
+             -- Old and new rows have the same columns: the keys of one are the keys of both.
+             SELECT array_agg(e.key ORDER BY e.key COLLATE "C") AS changed
+               FROM jsonb_each(u.n) e
+              WHERE e.value IS DISTINCT FROM u.o -> e.key AND e.key <> ALL (v_ignore)) c
+         WHERE c.changed IS NOT NULL;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO governance.audit_trail
             (occurred_at, transaction_id, model_name, object_id, operation, source_service,
              user_name, db_role, ip_address, user_agent, request_id, before_data)
-        SELECT v_now, v_xid, v_model, governance._audit_object_id(o.j, v_keys), 'DELETE',
-               v_service, v_user, v_role, v_ip, v_agent, v_request, o.j
-          FROM (SELECT to_jsonb(r) AS j FROM pygov_audit_old r) o;
+        SELECT v_now, v_xid, v_model,
+               CASE v_nkeys WHEN 1 THEN o.j ->> v_key WHEN 0 THEN NULL
+                            ELSE governance._audit_object_id(o.j, v_keys) END,
+               'DELETE', v_service, v_user, v_role, v_ip, v_agent, v_request, o.j
+          FROM (SELECT to_jsonb(r) AS j FROM pygov_audit_old r OFFSET 0) o;
     ELSE
         INSERT INTO governance.audit_trail
             (occurred_at, transaction_id, model_name, object_id, operation, source_service,
              user_name, db_role, ip_address, user_agent, request_id, extra)
         VALUES (v_now, v_xid, v_model, NULL, 'TRUNCATE', v_service, v_user, v_role, v_ip,
-                v_agent, v_request, jsonb_build_object('table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME));
+                v_agent, v_request,
+                jsonb_build_object('table', format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME)));
     END IF;
     RETURN NULL;
 END
@@ -451,6 +472,7 @@ DECLARE
     v_unknown text[];
     v_old     governance.audited_table;
     v_triggers int;
+    v_args    text;
 BEGIN
     PERFORM governance.apply_context(p_context);
     IF p_table IS NULL THEN
@@ -507,19 +529,24 @@ BEGIN
            ignore_columns = excluded.ignore_columns, enabled_at = clock_timestamp(),
            enabled_by = excluded.enabled_by;
 
-    -- Table names reach DDL only through %I.
     PERFORM governance._audit_drop_triggers(p_table);
+    -- Table names reach DDL only through %I; the settings are trigger arguments (%L).
+    v_args := format('%L, %L, %L', v_model, v_keys, v_ignore);
     EXECUTE format('CREATE TRIGGER pygov_audit_insert AFTER INSERT ON %s '
                    'REFERENCING NEW TABLE AS pygov_audit_new '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION governance._audit_trigger()', v_qual);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION governance._audit_trigger(%s)',
+                   v_qual, v_args);
     EXECUTE format('CREATE TRIGGER pygov_audit_update AFTER UPDATE ON %s '
                    'REFERENCING OLD TABLE AS pygov_audit_old NEW TABLE AS pygov_audit_new '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION governance._audit_trigger()', v_qual);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION governance._audit_trigger(%s)',
+                   v_qual, v_args);
     EXECUTE format('CREATE TRIGGER pygov_audit_delete AFTER DELETE ON %s '
                    'REFERENCING OLD TABLE AS pygov_audit_old '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION governance._audit_trigger()', v_qual);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION governance._audit_trigger(%s)',
+                   v_qual, v_args);
     EXECUTE format('CREATE TRIGGER pygov_audit_truncate AFTER TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION governance._audit_trigger()', v_qual);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION governance._audit_trigger(%s)',
+                   v_qual, v_args);
 
     PERFORM governance._write_audit(v_model, NULL, 'AUDIT_ENABLED', NULL, NULL, NULL, NULL,
         jsonb_build_object('table', v_qual, 'key_columns', to_jsonb(v_keys),

@@ -1,10 +1,9 @@
-"""Audit trail behaviour that only PostgreSQL has: roles, TRUNCATE, partitions, the planner,
-and sealing alongside concurrent writers."""
+"""Audit trail behaviour that only PostgreSQL has (roles, TRUNCATE, partitions, the planner,
+sealing alongside concurrent writers), SQLite's own limits, and the demo step on both."""
 
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -272,7 +271,8 @@ def test_auditor_reads_history_but_cannot_log(pg_gov: pygov.Governance, pg_dsn: 
 
 @pytest.fixture(scope="module")
 def big_trail(pg_server: Any, template_db: str) -> Iterator[str]:
-    """200,000 audit rows over 2,000 objects, 500 users and 30 days, analysed."""
+    """200,000 audit rows over 2,000 objects and 30 days, in time order (as a trail is
+    written), each of 500 users active for one stretch; vacuumed and analysed."""
     from psycopg import sql as pgsql
 
     name = "pygov_audit_explain"
@@ -289,12 +289,12 @@ def big_trail(pg_server: Any, template_db: str) -> Iterator[str]:
         dsn,
         "INSERT INTO governance.audit_trail (occurred_at, transaction_id, model_name, "
         "object_id, operation, user_name, db_role, after_data) "
-        "SELECT now() - (g % 30) * interval '1 day' - (g % 86400) * interval '1 second', "
+        "SELECT now() - (200000 - g) * interval '12.96 seconds', "
         "pg_current_xact_id()::text::bigint, 'shop.item', (g % 2000)::text, 'UPDATE', "
-        "'user-' || (g % 500), 'postgres', jsonb_build_object('qty', g) "
+        "'user-' || (g / 400), 'postgres', jsonb_build_object('qty', g) "
         "FROM generate_series(1, 200000) g",
     )
-    sql(dsn, "ANALYZE governance.audit_trail")
+    sql(dsn, "VACUUM ANALYZE governance.audit_trail")
     yield dsn
     sql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -319,17 +319,16 @@ def plan_nodes(dsn: str, query: str) -> list[dict[str, Any]]:
         (
             "SELECT * FROM governance.audit_trail WHERE model_name = 'shop.item' "
             "AND object_id = '42' ORDER BY id DESC LIMIT 50",
-            r"_model_name_object_id_id_idx$",
+            "audit_trail_object_idx",
         ),
         (
-            "SELECT * FROM governance.audit_trail WHERE user_name = 'user-7' "
-            "AND occurred_at BETWEEN now() - interval '2 days' AND now()",
-            r"_user_name_occurred_at_idx$",
+            "SELECT * FROM governance.audit_trail WHERE user_name = 'user-7'",
+            "audit_trail_brin_idx",
         ),
         (
             "SELECT * FROM governance.audit_trail WHERE occurred_at "
             "BETWEEN now() - interval '3 hours' AND now() - interval '2 hours'",
-            r"_(p\d{4}_\d{2}|default)_occurred_at_idx$",
+            "audit_trail_occurred_at_idx",
         ),
     ],
 )
@@ -343,9 +342,15 @@ def test_hot_queries_use_their_indexes(big_trail: str, query: str, index: str) -
         big_trail, "SELECT relname FROM pg_class WHERE relname = ANY(%s) AND relpages > 0", (seq,)
     )
     assert filled == [], seq
-    # Partitions name their copies of an index after its columns.
-    names = [n.get("Index Name", "") for n in scans]
-    assert any(re.search(index, name) for name in names), names
+    # Partitions have their own copies of an index: name the index they belong to.
+    names = [n["Index Name"] for n in scans if "Index Name" in n]
+    parents = sql(
+        big_trail,
+        "SELECT DISTINCT i.inhparent::regclass::text FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relname = ANY(%s)",
+        (names,),
+    )
+    assert (f"governance.{index}",) in parents, names
 
 
 def test_object_history_function_is_an_index_scan(big_trail: str) -> None:
@@ -358,3 +363,56 @@ def test_object_history_function_is_an_index_scan(big_trail: str) -> None:
     assert any("model_name_object_id_id_idx" in n.get("Index Name", "") for n in nodes)
     rows = sql(big_trail, "SELECT count(*) FROM governance.object_history('shop.item', '42', 50)")
     assert rows == [(50,)]
+
+
+@pytest.mark.parametrize("kind", ["pg", "sqlite"])
+def test_demo_step_makes_no_false_claims(kind: str, request: pytest.FixtureRequest) -> None:
+    from pygov.demo import Demo, schema, step_audit
+
+    gov = request.getfixturevalue("pg_gov" if kind == "pg" else "sqlite_gov")
+    lines: list[str] = []
+    demo = Demo(gov, out=lines.append)
+    schema.create(demo)
+    step_audit.run(demo)
+    assert demo.failures == [], lines
+    assert any("chain intact" in line for line in lines)
+
+
+def test_sqlite_audited_table_refuses_writes_from_connections_without_pygov(
+    sqlite_gov: pygov.Governance, sqlite_path: str
+) -> None:
+    # SQLite triggers read the context through functions that pygov registers on its own
+    # connections: elsewhere the write fails rather than going unaudited.
+    import sqlite3
+
+    with sqlite3.connect(sqlite_path) as raw:
+        raw.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, qty INTEGER)")
+    sqlite_gov.audit.enable("item")
+    with sqlite3.connect(sqlite_path) as raw, pytest.raises(sqlite3.OperationalError) as info:
+        raw.execute("INSERT INTO item VALUES (1, 1)")
+    assert "no such function: governance_" in str(info.value)
+    with sqlite3.connect(sqlite_path) as raw:
+        assert raw.execute("SELECT count(*) FROM item").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("item", "item"),
+        ('"weird; name"', "weird; name"),
+        ('main."a""b"', 'a"b'),
+        ("main.item", "item"),
+    ],
+)
+def test_sqlite_table_names_are_parsed_like_sql(text: str, name: str) -> None:
+    from pygov.sqlite_ops.audit import parse_table_name
+
+    assert parse_table_name(text) == name
+
+
+@pytest.mark.parametrize("text", ["a b", '"open', "other.item", "x;y", ""])
+def test_sqlite_bad_table_names_are_refused(text: str) -> None:
+    from pygov.sqlite_ops.audit import parse_table_name
+
+    with pytest.raises(ValidationError):
+        parse_table_name(text)

@@ -79,9 +79,21 @@ class Demo:
 
 def steps() -> list[Callable[[Demo], None]]:
     """The demo's steps, in order (each capability adds its module here)."""
-    from pygov.demo import step_authority, step_idempotency, step_quarantine, step_stock
+    from pygov.demo import (
+        step_audit,
+        step_authority,
+        step_idempotency,
+        step_quarantine,
+        step_stock,
+    )
 
-    return [step_idempotency.run, step_authority.run, step_stock.run, step_quarantine.run]
+    return [
+        step_idempotency.run,
+        step_audit.run,
+        step_authority.run,
+        step_stock.run,
+        step_quarantine.run,
+    ]
 
 
 def run(gov: pygov.Governance, out: Callable[[str], None] = print) -> Demo:
