@@ -1011,6 +1011,14 @@ def _sqlite_demo_file(path: str) -> str:
     return f"sqlite:///{target}"
 
 
+def _ran_demo_before(dsn: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        row = conn.execute("SELECT to_regclass('demo.student') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
 @contextmanager
 def _scratch_database(dsn: str) -> Iterator[str]:
     """A new database on the server of ``dsn`` for the demo, dropped afterwards."""
@@ -1076,6 +1084,11 @@ def demo(ctx: click.Context, sqlite_path: str | None, in_place: bool) -> None:
                 probe_postgres(dsn)
                 if not in_place:
                     dsn = stack.enter_context(_scratch_database(dsn))
+                elif _ran_demo_before(dsn):
+                    raise click.UsageError(
+                        "the demo already ran in this database and its governance records "
+                        "would skew the report: use a fresh database, or drop --in-place"
+                    )
         else:
             from pygov._embedded import EmbeddedPostgres
 

@@ -131,3 +131,14 @@ def test_a_failed_claim_or_a_crashed_step_fails_the_run(tmp_path: Path) -> None:
     assert "✘ A step that crashes: crashed with RuntimeError: disk on fire" in out
     assert "✔ the run goes on after a crash" in out
     assert re.search(r"claim\(s\) held, 2 failed\.", out)
+
+
+def test_demo_in_place_runs_once_per_database(pg_dsn: str) -> None:
+    first = run_demo("--dsn", pg_dsn, "--in-place")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert_report(first.stdout, "postgresql")
+    assert "scratch database" not in first.stdout
+    # A second run would find the first run's governance records and report false failures.
+    again = run_demo("--dsn", pg_dsn, "--in-place")
+    assert again.returncode == 2
+    assert "already ran in this database" in again.stderr
