@@ -5,8 +5,11 @@ Most tests run twice: against a PostgreSQL test database and against an SQLite f
 
 from __future__ import annotations
 
+import getpass
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +23,7 @@ import psycopg
 import pytest
 
 import pygov
+from pygov.cli import Progress, parse_duration
 from tests.conftest import Backend, PgServer
 
 PYGOV = str(Path(sys.executable).parent / "pygov")
@@ -127,8 +131,7 @@ def test_migrate_creates_a_database_and_is_repeatable(tmp_path: Path) -> None:
         "SELECT user_name, source_service FROM governance_audit_trail "
         "WHERE operation = 'ADMIN_ACCESS' ORDER BY id"
     )
-    assert rows[0] == ("dba-bob", "pygov-cli")
-    assert len(rows) == 2
+    assert rows == [("dba-bob", "pygov-cli"), (getpass.getuser(), "pygov-cli")]  # OS user
 
 
 def test_migrate_an_empty_postgres_database(empty_pg_dsn: str) -> None:
@@ -517,3 +520,50 @@ def test_stats_shows_advisory_lock_activity_on_postgres(pg_gov: pygov.Governance
     assert errors == []
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["locks"] == {"held": 1, "waiting": 1}
+
+
+# --- helpers, in-process ---------------------------------------------------------------------
+
+
+def test_parse_duration() -> None:
+    assert parse_duration("90") == parse_duration("90s") == parse_duration("1.5m")
+    assert parse_duration("2h").total_seconds() == 7200
+    assert parse_duration(" 1D ").days == 1
+    for bad in ("", "0", "-1h", "2 hours", "h"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_and_on_a_pipe() -> None:
+    import threading
+
+    tty = FakeTerminal()
+    ticked = threading.Event()
+    with Progress("Scanning", stream=tty) as progress:
+        progress.update("3 found")
+        original = tty.write
+
+        def write(text: str) -> int:
+            if "3 found" in text:
+                ticked.set()
+            return original(text)
+
+        tty.write = write  # type: ignore[method-assign]
+        assert ticked.wait(10)  # the live line is redrawn while the work runs
+    output = tty.getvalue()
+    assert output.startswith("\r\x1b[KScanning...")
+    final = output.rsplit("\r\x1b[K", 1)[-1]
+    assert re.fullmatch(r"Scanning: done in \d+\.\d s \(3 found\)\n", final)
+
+    pipe = io.StringIO()
+    with pytest.raises(RuntimeError), Progress("Cleaning", stream=pipe, interval=3600) as p:
+        p.update("100 deleted")  # within the interval: not printed
+        raise RuntimeError("stop")
+    first, last = pipe.getvalue().splitlines()  # no live redraws on a pipe
+    assert first == "Cleaning..."
+    assert re.fullmatch(r"Cleaning: failed in \d+\.\d s \(100 deleted\)", last)
