@@ -218,9 +218,17 @@ BEGIN
 END
 $$;
 
--- governance._apply_stock(item_id, location_id, delta, movement_key): the hot path of
--- adjust_stock, one statement: apply the delta to the level and record the movement. Returns
--- the new quantity; GV002 (changing nothing) when a withdrawal would go below zero.
+-- governance._apply_stock(item_id, location_id, delta, movement_key): the hot path of a stock
+-- change: apply the delta to the level and record the movement. Returns the new quantity (>= 0)
+-- or, when the change is refused (it would take the level below zero, or past the bigint
+-- range), -1 - available (< 0), available being the level read under its row lock so that it
+-- agrees with the refusal. A refused change changes nothing. One bigint rather than a record:
+-- this is called once per stock movement, and a record costs a function scan each time.
+--
+-- The level changes with the guarded UPDATE a hand-written application would use (the guard is
+-- in its WHERE and is re-checked under the row lock: no read-then-write race), written so that
+-- it cannot overflow. Two plain statements cost less than one statement with data-modifying
+-- CTEs (measured: about 50 against 65 microseconds), and here they are still one round trip.
 CREATE OR REPLACE FUNCTION governance._apply_stock(p_item_id text, p_location_id text,
                                                    p_delta bigint, p_movement_key text)
 RETURNS bigint
@@ -230,69 +238,168 @@ DECLARE
     v_quantity bigint;
     v_available bigint;
 BEGIN
-    -- One statement: a deposit creates the level on first use (so two first movements at once
-    -- both count); a withdrawal's guard is in its WHERE, re-checked under the row lock, so there
-    -- is no read-then-write race. Only one of ins and upd touches a row.
-    WITH ins AS (
+    UPDATE governance.stock_level AS s
+       SET quantity = s.quantity + p_delta, updated_at = clock_timestamp()
+     WHERE s.item_id = p_item_id AND s.location_id = p_location_id
+       AND CASE WHEN p_delta > 0 THEN s.quantity <= 9223372036854775807 - p_delta
+                ELSE s.quantity >= -p_delta END
+    RETURNING s.quantity INTO v_quantity;
+    IF NOT FOUND AND p_delta > 0 THEN
+        -- The level's first movement creates it; a concurrent first movement is added to it
+        -- rather than lost.
         INSERT INTO governance.stock_level AS s (item_id, location_id, quantity)
-        SELECT p_item_id, p_location_id, p_delta WHERE p_delta > 0
+        VALUES (p_item_id, p_location_id, p_delta)
         ON CONFLICT (item_id, location_id) DO UPDATE
            SET quantity = s.quantity + excluded.quantity, updated_at = clock_timestamp()
-        RETURNING s.quantity
-    ), upd AS (
-        UPDATE governance.stock_level AS s
-           SET quantity = s.quantity + p_delta, updated_at = clock_timestamp()
-         WHERE p_delta < 0 AND s.item_id = p_item_id AND s.location_id = p_location_id
-           AND s.quantity + p_delta >= 0
-        RETURNING s.quantity
-    )
-    INSERT INTO governance.stock_movement AS m
+         WHERE s.quantity <= 9223372036854775807 - excluded.quantity
+        RETURNING s.quantity INTO v_quantity;
+    END IF;
+    IF v_quantity IS NULL THEN
+        -- Refused. Stock may have moved since the guard saw it: look again under the lock.
+        SELECT s.quantity INTO v_available FROM governance.stock_level s
+         WHERE s.item_id = p_item_id AND s.location_id = p_location_id
+           FOR UPDATE;
+        v_available := coalesce(v_available, 0);
+        IF (p_delta < 0 AND v_available < -p_delta)
+           OR (p_delta > 0 AND v_available > 9223372036854775807 - p_delta) THEN
+            RETURN -1 - v_available;
+        END IF;
+        RETURN governance._apply_stock(p_item_id, p_location_id, p_delta, p_movement_key);
+    END IF;
+    INSERT INTO governance.stock_movement
         (item_id, location_id, movement_key, delta, quantity_after, user_name, source_service,
          request_id)
-    SELECT p_item_id, p_location_id, p_movement_key, p_delta, lvl.quantity,
-           governance.ctx('user'), governance.ctx('service'), governance.ctx('request_id')
-      FROM (SELECT quantity FROM ins UNION ALL SELECT quantity FROM upd) AS lvl
-    RETURNING m.quantity_after INTO v_quantity;
-    IF v_quantity IS NOT NULL THEN
-        RETURN v_quantity;
-    END IF;
-    -- Refused. Read the level under its row lock, so that the figures in the error agree with
-    -- the refusal (stock may have arrived since the guard saw it: then apply after all).
-    SELECT s.quantity INTO v_available FROM governance.stock_level s
-     WHERE s.item_id = p_item_id AND s.location_id = p_location_id
-       FOR UPDATE;
-    v_available := coalesce(v_available, 0);
-    IF v_available + p_delta < 0 THEN
-        PERFORM governance.raise_error('GV002', 'not enough stock',
-            jsonb_build_object('item_id', p_item_id, 'location_id', p_location_id,
-                               'available', v_available, 'requested', -p_delta,
-                               'delta', p_delta));
-    END IF;
-    RETURN governance._apply_stock(p_item_id, p_location_id, p_delta, p_movement_key);
+    VALUES (p_item_id, p_location_id, p_movement_key, p_delta, v_quantity,
+            governance.ctx('user'), governance.ctx('service'), governance.ctx('request_id'));
+    RETURN v_quantity;
 END
 $$;
 
--- governance._stock_repeat(movement, item, location, delta): the first result of a movement
--- key, or GV024 if the key was used for a different movement.
+-- governance._stock_outcome(item, location, delta, applied): what _apply_stock's answer means:
+-- APPLIED with the quantity, or REFUSED (not enough stock) / OVERFLOW with the figures.
+CREATE OR REPLACE FUNCTION governance._stock_outcome(p_item_id text, p_location_id text,
+                                                     p_delta bigint, p_applied bigint,
+                                                     OUT outcome text, OUT quantity bigint,
+                                                     OUT detail jsonb)
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF p_applied >= 0 THEN
+        outcome := 'APPLIED';
+        quantity := p_applied;
+    ELSIF p_delta < 0 THEN
+        outcome := 'REFUSED';
+        detail := jsonb_build_object('item_id', p_item_id, 'location_id', p_location_id,
+                                     'available', -1 - p_applied, 'requested', -p_delta,
+                                     'delta', p_delta);
+    ELSE
+        outcome := 'OVERFLOW';
+        detail := jsonb_build_object('item_id', p_item_id, 'location_id', p_location_id,
+                                     'available', -1 - p_applied, 'delta', p_delta);
+    END IF;
+END
+$$;
+
+-- governance._stock_repeat(movement, item, location, delta): the answer to a movement key used
+-- again: REPEATED with the first result, or MISMATCH if it was used for a different movement.
 CREATE OR REPLACE FUNCTION governance._stock_repeat(m governance.stock_movement,
                                                     p_item_id text, p_location_id text,
-                                                    p_delta bigint)
-RETURNS bigint
+                                                    p_delta bigint,
+                                                    OUT outcome text, OUT quantity bigint,
+                                                    OUT detail jsonb)
 LANGUAGE plpgsql
 AS $$
 BEGIN
     IF m.item_id <> p_item_id OR m.location_id <> p_location_id OR m.delta <> p_delta THEN
-        PERFORM governance.raise_error('GV024',
-            'movement key was already used for a different movement',
-            jsonb_build_object('movement_key', m.movement_key, 'movement_id', m.id,
-                               'first', jsonb_build_object('item_id', m.item_id,
-                                                           'location_id', m.location_id,
-                                                           'delta', m.delta),
-                               'requested', jsonb_build_object('item_id', p_item_id,
-                                                               'location_id', p_location_id,
-                                                               'delta', p_delta)));
+        outcome := 'MISMATCH';
+        detail := jsonb_build_object(
+            'movement_key', m.movement_key, 'movement_id', m.id,
+            'first', jsonb_build_object('item_id', m.item_id, 'location_id', m.location_id,
+                                        'delta', m.delta),
+            'requested', jsonb_build_object('item_id', p_item_id, 'location_id', p_location_id,
+                                            'delta', p_delta));
+    ELSE
+        outcome := 'REPEATED';
+        quantity := m.quantity_after;
     END IF;
-    RETURN m.quantity_after;
+END
+$$;
+
+-- governance._adjust_keyed(item, location, delta, movement_key): a change with a movement key,
+-- applied once: APPLIED, REPEATED (the first result), REFUSED, OVERFLOW or MISMATCH.
+CREATE OR REPLACE FUNCTION governance._adjust_keyed(p_item_id text, p_location_id text,
+                                                    p_delta bigint, p_movement_key text,
+                                                    OUT outcome text, OUT quantity bigint,
+                                                    OUT detail jsonb)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_applied bigint;
+    v_constraint text;
+    m governance.stock_movement;
+BEGIN
+    SELECT * INTO m FROM governance.stock_movement sm WHERE sm.movement_key = p_movement_key;
+    IF NOT FOUND THEN
+        BEGIN
+            v_applied := governance._apply_stock(p_item_id, p_location_id, p_delta,
+                                                 p_movement_key);
+            SELECT * INTO outcome, quantity, detail
+              FROM governance._stock_outcome(p_item_id, p_location_id, p_delta, v_applied);
+            RETURN;
+        EXCEPTION WHEN unique_violation THEN
+            GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
+            IF v_constraint IS DISTINCT FROM 'stock_movement_key_unique' THEN
+                RAISE;
+            END IF;
+            -- A concurrent caller applied this key first (we waited for it to commit); our
+            -- own change was undone with this block. Answer with the first result.
+            SELECT * INTO m FROM governance.stock_movement sm
+             WHERE sm.movement_key = p_movement_key;
+            IF NOT FOUND THEN
+                -- Only under REPEATABLE READ or SERIALIZABLE: the first movement committed
+                -- after this transaction's snapshot was taken.
+                PERFORM governance.raise_error('GV003',
+                    'a concurrent movement with this key is not visible yet: retry',
+                    jsonb_build_object('movement_key', p_movement_key));
+            END IF;
+        END;
+    END IF;
+    SELECT * INTO outcome, quantity, detail
+      FROM governance._stock_repeat(m, p_item_id, p_location_id, p_delta);
+END
+$$;
+
+-- governance._stock_args_ok(item, location, delta, movement_key): are the arguments valid (the
+-- wrapper's rules)? An SQL expression, so that the planner inlines it on the hot path.
+CREATE OR REPLACE FUNCTION governance._stock_args_ok(p_item_id text, p_location_id text,
+                                                     p_delta bigint, p_movement_key text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT coalesce(p_delta <> 0 AND p_delta <> -9223372036854775808
+                    AND length(p_item_id) BETWEEN 1 AND 255 AND btrim(p_item_id) <> ''
+                    AND length(p_location_id) BETWEEN 1 AND 255 AND btrim(p_location_id) <> ''
+                    AND (p_movement_key IS NULL OR (length(p_movement_key) BETWEEN 1 AND 255
+                                                    AND btrim(p_movement_key) <> '')), false)
+$$;
+
+-- governance._check_stock_args(item, location, delta, movement_key): GV002 saying which
+-- argument is wrong (called once _stock_args_ok has said one is).
+CREATE OR REPLACE FUNCTION governance._check_stock_args(p_item_id text, p_location_id text,
+                                                        p_delta bigint, p_movement_key text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM governance._require_text('item_id', p_item_id, 255),
+            governance._require_text('location_id', p_location_id, 255);
+    IF p_movement_key IS NOT NULL THEN
+        PERFORM governance._require_text('movement_key', p_movement_key, 255);
+    END IF;
+    PERFORM governance.raise_error('GV002', 'delta must be a non-zero bigint',
+        jsonb_build_object('field', 'delta', 'delta', p_delta));
 END
 $$;
 
@@ -312,52 +419,93 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_quantity bigint;
-    v_constraint text;
-    m governance.stock_movement;
+    v_applied bigint;
+    r record;
 BEGIN
     PERFORM governance.apply_context(p_context);
-    IF p_item_id IS NULL OR p_location_id IS NULL OR p_delta IS NULL OR p_delta = 0
-       OR length(p_item_id) NOT BETWEEN 1 AND 255 OR length(p_location_id) NOT BETWEEN 1 AND 255
-       OR btrim(p_item_id) = '' OR btrim(p_location_id) = '' THEN
-        -- Off the hot path: say which argument is wrong.
-        PERFORM governance._require_text('item_id', p_item_id, 255),
-                governance._require_text('location_id', p_location_id, 255);
-        PERFORM governance.raise_error('GV002', 'delta must be a non-zero integer',
-            jsonb_build_object('field', 'delta', 'delta', p_delta));
+    IF NOT governance._stock_args_ok(p_item_id, p_location_id, p_delta, p_movement_key) THEN
+        PERFORM governance._check_stock_args(p_item_id, p_location_id, p_delta, p_movement_key);
     END IF;
-
     IF p_movement_key IS NULL THEN
-        v_quantity := governance._apply_stock(p_item_id, p_location_id, p_delta, NULL);
-    ELSE
-        PERFORM governance._require_text('movement_key', p_movement_key, 255);
-        SELECT * INTO m FROM governance.stock_movement sm WHERE sm.movement_key = p_movement_key;
-        IF FOUND THEN
-            RETURN governance._stock_repeat(m, p_item_id, p_location_id, p_delta);
+        v_applied := governance._apply_stock(p_item_id, p_location_id, p_delta, NULL);
+        IF v_applied >= 0 THEN
+            RETURN v_applied;
         END IF;
-        BEGIN
-            v_quantity := governance._apply_stock(p_item_id, p_location_id, p_delta,
-                                                  p_movement_key);
-        EXCEPTION WHEN unique_violation THEN
-            GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
-            IF v_constraint IS DISTINCT FROM 'stock_movement_key_unique' THEN
-                RAISE;
-            END IF;
-            -- A concurrent caller applied this key first (we waited for it to commit); our
-            -- own change was undone with this block. Answer with the first result.
-            SELECT * INTO m FROM governance.stock_movement sm
-             WHERE sm.movement_key = p_movement_key;
-            IF NOT FOUND THEN
-                -- Only under REPEATABLE READ or SERIALIZABLE: the first movement committed
-                -- after this transaction's snapshot was taken.
-                PERFORM governance.raise_error('GV003',
-                    'a concurrent movement with this key is not visible yet: retry',
-                    jsonb_build_object('movement_key', p_movement_key));
-            END IF;
-            RETURN governance._stock_repeat(m, p_item_id, p_location_id, p_delta);
-        END;
+        SELECT * INTO r
+          FROM governance._stock_outcome(p_item_id, p_location_id, p_delta, v_applied);
+    ELSE
+        SELECT * INTO r
+          FROM governance._adjust_keyed(p_item_id, p_location_id, p_delta, p_movement_key);
     END IF;
-    RETURN v_quantity;
+    CASE r.outcome
+        WHEN 'APPLIED', 'REPEATED' THEN
+            RETURN r.quantity;
+        WHEN 'REFUSED' THEN
+            PERFORM governance.raise_error('GV002', 'not enough stock', r.detail);
+        WHEN 'OVERFLOW' THEN
+            PERFORM governance.raise_error('GV002', 'the quantity would be out of range',
+                                           r.detail);
+        ELSE
+            PERFORM governance.raise_error('GV024',
+                'movement key was already used for a different movement', r.detail);
+    END CASE;
+    RETURN NULL;
+END
+$$;
+
+-- governance.adjust_stock_batch(item_id, location_id, deltas, movement_keys, contexts): several
+-- changes of one level, applied in order in one transaction, each with its own key and context
+-- (NULL: none), each answered on its own row: outcome (APPLIED, REPEATED, REFUSED, OVERFLOW,
+-- MISMATCH), quantity, detail. A refused change does not stop the others. The wrapper sends the
+-- changes concurrent callers make to the same level as one batch, so that a hot item pays one
+-- commit for many changes instead of one each.
+CREATE OR REPLACE FUNCTION governance.adjust_stock_batch(p_item_id text, p_location_id text,
+                                                         p_deltas bigint[],
+                                                         p_movement_keys text[],
+                                                         p_contexts jsonb[])
+RETURNS TABLE (outcome text, quantity bigint, detail jsonb)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n int := coalesce(cardinality(p_deltas), 0);
+    v_applied bigint;
+BEGIN
+    IF n NOT BETWEEN 1 AND 1000 OR cardinality(p_movement_keys) <> n
+       OR cardinality(p_contexts) <> n THEN
+        PERFORM governance.raise_error('GV002',
+            'deltas, movement_keys and contexts must have the same 1 to 1000 entries',
+            jsonb_build_object('deltas', n, 'movement_keys', cardinality(p_movement_keys),
+                               'contexts', cardinality(p_contexts)));
+    END IF;
+    FOR i IN 1 .. n LOOP
+        IF NOT governance._stock_args_ok(p_item_id, p_location_id, p_deltas[i],
+                                         p_movement_keys[i]) THEN
+            PERFORM governance._check_stock_args(p_item_id, p_location_id, p_deltas[i],
+                                                 p_movement_keys[i]);
+        END IF;
+    END LOOP;
+    FOR i IN 1 .. n LOOP
+        PERFORM governance.apply_context(coalesce(p_contexts[i], '{}'));
+        IF p_movement_keys[i] IS NULL THEN
+            v_applied := governance._apply_stock(p_item_id, p_location_id, p_deltas[i], NULL);
+            IF v_applied >= 0 THEN
+                outcome := 'APPLIED';
+                quantity := v_applied;
+                detail := NULL;
+            ELSE
+                SELECT * INTO outcome, quantity, detail
+                  FROM governance._stock_outcome(p_item_id, p_location_id, p_deltas[i],
+                                                 v_applied);
+            END IF;
+        ELSE
+            SELECT * INTO outcome, quantity, detail
+              FROM governance._adjust_keyed(p_item_id, p_location_id, p_deltas[i],
+                                            p_movement_keys[i]);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
 END
 $$;
 
@@ -436,6 +584,7 @@ GRANT EXECUTE ON FUNCTION
     governance.lock(text, interval),
     governance.lock_rows(text, text[], text, interval, boolean),
     governance.adjust_stock(text, text, bigint, text, jsonb),
+    governance.adjust_stock_batch(text, text, bigint[], text[], jsonb[]),
     governance.get_stock_level(text, text),
     governance.stock_history(text, text, int, bigint)
 TO governance_app, governance_admin;

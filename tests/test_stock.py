@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections import defaultdict
 from typing import Any
 
@@ -14,6 +15,7 @@ from pygov import keys
 from pygov.errors import IdempotencyPayloadMismatchError, ValidationError
 from tests.conftest import Backend
 from tests.helpers import run_threads
+from tests.polling import eventually
 
 
 def movement_count(backend: Backend) -> int:
@@ -271,3 +273,172 @@ def test_the_stock_queries_use_their_indexes(pg_dsn: str) -> None:
             "SELECT m.* FROM governance.stock_movement m WHERE m.item_id = 'i1'"
             " AND m.location_id = 'main' AND m.id < 5000 ORDER BY m.id DESC LIMIT 100"
         )
+
+
+# --- combining concurrent changes of one level (PostgreSQL) ----------------------------------
+
+
+class LevelLock:
+    """Another transaction holding a level's row lock, as another process's change would, so
+    that this process's callers queue up behind the one that is waiting for it."""
+
+    def __init__(self, dsn: str, item: str, location: str) -> None:
+        self.conn = psycopg.connect(dsn)
+        self.conn.execute(
+            "SELECT 1 FROM governance.stock_level WHERE item_id = %s AND location_id = %s"
+            " FOR UPDATE",
+            (item, location),
+        )
+
+    def release(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+def run_in_background(count: int, target: Any) -> Any:
+    """``run_threads(count, target)`` in a thread of its own; returns a function that joins it
+    and gives the results."""
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.extend(run_threads(count, target)))
+    thread.start()
+
+    def join() -> list[Any]:
+        thread.join()
+        return results
+
+    return join
+
+
+def queued(gov: Any, item: str, location: str) -> int:
+    return int(gov.stock._combiner.queued((item, location)))
+
+
+def waiting_for_a_lock(dsn: str) -> bool:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return row is not None and row[0] > 0
+
+
+def queue_behind_a_locked_level(
+    gov: Any, backend: Backend, first: Any, others: Any, count: int
+) -> tuple[Any, list[Any]]:
+    """Hold the hot level's row lock; ``first()`` runs alone and waits for it in the database;
+    then ``count`` threads run ``others(i)`` and queue behind it. Release the lock; return the
+    first's result and the others'."""
+    lock = LevelLock(backend.dsn, "hot", "main")
+    try:
+        join_first = run_in_background(1, lambda _: first())
+        eventually(lambda: waiting_for_a_lock(backend.dsn))
+        join_others = run_in_background(count, others)
+        eventually(lambda: queued(gov, "hot", "main") == count)
+    finally:
+        lock.release()
+    return join_first()[0], join_others()
+
+
+def test_concurrent_changes_of_one_level_share_a_round_trip(gov: Any, backend: Backend) -> None:
+    if not backend.is_postgres:
+        pytest.skip("SQLite has one writer at a time: there is nothing to combine")
+    gov.stock.adjust("hot", "main", 100)
+
+    def sell(i: int) -> int:
+        with gov.context(user=f"till-{i}", request_id=f"req-{i}"):
+            quantity: int = gov.stock.adjust("hot", "main", -(i + 1), movement_key=f"sale-{i}")
+            return quantity
+
+    first, results = queue_behind_a_locked_level(gov, backend, lambda: sell(7), sell, 7)
+    results.append(first)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    stats = gov.monitor.stats()
+    assert stats["stock.adjust_batch"].total == 1  # the seven that queued went as one batch
+    assert stats["stock.adjust"].waited == 7
+    assert gov.stock.level("hot", "main") == 100 - sum(range(1, 9))
+    # Each change kept its own key, context and result.
+    sales = {m.movement_key: m for m in gov.stock.movements("hot", "main") if m.movement_key}
+    assert len(sales) == 8
+    for i, quantity in enumerate(results):
+        sale = sales[f"sale-{i}"]
+        assert (sale.user, sale.request_id, sale.delta) == (f"till-{i}", f"req-{i}", -(i + 1))
+        assert sale.quantity_after == quantity
+
+
+def test_a_batch_that_fails_is_retried_change_by_change(gov: Any, backend: Backend) -> None:
+    if not backend.is_postgres:
+        pytest.skip("SQLite has one writer at a time: there is nothing to combine")
+    gov.stock.adjust("hot", "main", 100)
+    backend.query(
+        "CREATE FUNCTION public.no_thirteen() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.quantity - OLD.quantity = -13 THEN RAISE EXCEPTION 'unlucky'; END IF;"
+        " RETURN NEW; END $$"
+    )
+    backend.query(
+        "CREATE TRIGGER no_thirteen BEFORE UPDATE ON governance.stock_level"
+        " FOR EACH ROW EXECUTE FUNCTION public.no_thirteen()"
+    )
+    deltas = [-2, -13, -3, -4]
+    first, results = queue_behind_a_locked_level(
+        gov,
+        backend,
+        lambda: gov.stock.adjust("hot", "main", -1),
+        lambda i: gov.stock.adjust("hot", "main", deltas[i]),
+        4,
+    )
+    assert first == 99
+    # The batch's transaction failed as a whole, then each change was sent alone: only the
+    # change the trigger refuses fails, exactly as it would have alone.
+    failed = [d for d, r in zip(deltas, results, strict=True) if isinstance(r, BaseException)]
+    assert failed == [-13]
+    assert "unlucky" in str(results[1])
+    assert gov.monitor.stats()["stock.adjust_batch"].errors == 1
+    assert gov.stock.level("hot", "main") == 100 - 10
+    assert len(gov.stock.movements("hot", "main")) == 5
+
+
+def test_cancelled_async_callers_do_not_strand_the_others(pg_dsn: str) -> None:
+    import asyncio
+
+    import pygov.aio
+
+    async def main() -> tuple[list[Any], int, int]:
+        agov = await pygov.aio.connect(pg_dsn)
+        try:
+            await agov.stock.adjust("hot", "main", 100)
+            lock = LevelLock(pg_dsn, "hot", "main")
+            try:
+                # The first task sends alone and waits for the row lock; five queue behind it.
+                tasks = [asyncio.create_task(agov.stock.adjust("hot", "main", -1))]
+                await asyncio.to_thread(eventually, lambda: waiting_for_a_lock(pg_dsn))
+                tasks += [
+                    asyncio.create_task(agov.stock.adjust("hot", "main", -1)) for _ in range(5)
+                ]
+                for _ in range(1000):
+                    if agov.stock._combiner.queued(("hot", "main")) == 5:
+                        break
+                    await asyncio.sleep(0.01)
+                assert agov.stock._combiner.queued(("hot", "main")) == 5
+                # The sender (waiting for the row lock) and two waiting callers are cancelled.
+                for i in (0, 2, 3):
+                    tasks[i].cancel()
+                await asyncio.wait([tasks[2], tasks[3]])
+            finally:
+                lock.release()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            level = await agov.stock.level("hot", "main")
+            history = await agov.stock.movements("hot", "main")
+            return results, level, len(history)
+        finally:
+            await agov.close()
+
+    results, level, movements = asyncio.run(main())
+    cancelled = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    assert cancelled == [0, 2, 3]
+    assert all(
+        isinstance(r, asyncio.CancelledError) for r in results if isinstance(r, BaseException)
+    )
+    # The sender's change was already on its way (it is shielded) and went through; the two
+    # waiting callers' changes were never sent; the others' were.
+    assert level == 100 - 1 - 3
+    assert movements == 1 + 4

@@ -91,8 +91,8 @@ def steps() -> list[Callable[[Demo], None]]:
         step_idempotency.run,
         step_audit.run,
         step_authority.run,
-        step_stock.run,
         step_quarantine.run,
+        step_stock.run,
     ]
 
 

@@ -68,11 +68,13 @@ def run(demo: Demo) -> None:
             {m.user for m in history if m.delta < 0} <= {f"cashier-{i}" for i in range(CASHIERS)},
             "every sale is recorded with the cashier who made it",
         )
-        stats = gov.monitor.stats().get("stock.adjust")
+        monitor = gov.monitor.stats()
+        stats, batches = monitor.get("stock.adjust"), monitor.get("stock.adjust_batch")
         if stats is not None:
             demo.say(
                 f"monitor: stock.adjust ran {stats.total} times, at most {stats.peak} at once, "
-                f"{stats.errors} refused"
+                f"{stats.errors} refused; {stats.waited} queued behind another till's round "
+                f"trip and were sent in {batches.total if batches else 0} combined batches"
             )
 
     with demo.step("Advisory lock: a second stock-take of the same shop must wait its turn"):
