@@ -181,8 +181,10 @@ def test_bad_arguments_are_validation_errors_and_store_nothing(
 
 def test_quantity_overflow_is_a_validation_error(gov: Any) -> None:
     gov.stock.adjust("pen", "main", 2**63 - 1)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as info:
         gov.stock.adjust("pen", "main", 1)
+    assert info.value.message == "the quantity would be out of range"
+    assert info.value.context["available"] == 2**63 - 1
     assert gov.stock.level("pen", "main") == 2**63 - 1
 
 
@@ -442,3 +444,30 @@ def test_cancelled_async_callers_do_not_strand_the_others(pg_dsn: str) -> None:
     # waiting callers' changes were never sent; the others' were.
     assert level == 100 - 1 - 3
     assert movements == 1 + 4
+
+
+def test_a_movement_and_its_audit_entry_commit_together(gov: Any) -> None:
+    with gov.context(user="alice"), gov.transaction() as tx:
+        quantity = gov.stock.adjust("pen", "main", 5, conn=tx)
+        gov.audit.log_operation(
+            "inventory.stock", "pen@main", "UPDATE", after_data={"quantity": quantity}, conn=tx
+        )
+    with pytest.raises(RuntimeError), gov.transaction() as tx:
+        gov.stock.adjust("pen", "main", -5, conn=tx)
+        gov.audit.log_operation("inventory.stock", "pen@main", "UPDATE", conn=tx)
+        raise RuntimeError("the sale failed")
+    assert gov.stock.level("pen", "main") == 5
+    history = gov.audit.history("inventory.stock", "pen@main")
+    assert [(h.user_name, h.after_data) for h in history] == [("alice", {"quantity": 5})]
+
+
+@pytest.mark.parametrize("which", ["pg_gov", "sqlite_gov"])
+def test_demo_step_claims_hold(which: str, request: pytest.FixtureRequest) -> None:
+    from pygov.demo import Demo, schema, step_stock
+
+    lines: list[str] = []
+    demo = Demo(request.getfixturevalue(which), lines.append)
+    schema.create(demo)
+    step_stock.run(demo)
+    assert demo.failures == [], "\n".join(lines)
+    assert sum(line.strip().startswith("✔") for line in lines) == 6

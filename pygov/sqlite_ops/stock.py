@@ -61,7 +61,10 @@ def adjust(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
             },
         )
     if quantity > _MAX_QUANTITY:
-        raise ValidationError("bigint out of range", {"item_id": item, "location_id": location})
+        raise ValidationError(
+            "the quantity would be out of range",
+            {"item_id": item, "location_id": location, "available": available, "delta": delta},
+        )
     now = conn.execute("SELECT governance_now()").fetchone()[0]
     conn.execute(
         "INSERT INTO governance_stock_level (item_id, location_id, quantity, updated_at) "
