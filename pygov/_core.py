@@ -241,28 +241,14 @@ def utcnow() -> datetime:
 
 
 def backoff_delays(
-    timeout: Any, *, initial: float = 0.005, maximum: float = 0.25, name: str = "timeout"
+    timeout: float, *, initial: float = 0.005, maximum: float = 0.25
 ) -> Iterator[float]:
     """Sleep lengths for retries until ``timeout`` seconds have passed: exponential, full jitter.
 
     Used by every wait in pygov (advisory locks, in-progress idempotency claims) so that they
-    follow the same rules. Yields nothing once the deadline has passed. ``timeout`` (a number
-    of seconds or a timedelta; negative means do not wait) is checked here, when the wait is
-    set up, so that a bad value is a ValidationError even when no wait happens.
+    follow the same rules. Yields nothing once the deadline has passed.
     """
-    if isinstance(timeout, timedelta):
-        timeout = timeout.total_seconds()
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise ValidationError(
-            f"{name} must be a number of seconds", {"field": name, "type": type(timeout).__name__}
-        )
-    if not math.isfinite(timeout):
-        raise ValidationError(f"{name} must be finite", {"field": name, "value": str(timeout)})
-    return _delays(max(float(timeout), 0.0), initial, maximum)
-
-
-def _delays(timeout: float, initial: float, maximum: float) -> Iterator[float]:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + max(timeout, 0.0)
     ceiling = initial
     while True:
         remaining = deadline - time.monotonic()

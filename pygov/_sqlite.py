@@ -172,19 +172,34 @@ class SqliteBackend:
         else:
             yield
 
-    def _begin(self, conn: SqliteConnection) -> None:
+    def _begin(self, conn: SqliteConnection, delays: Iterator[float] | None = None) -> None:
         # busy_timeout already waits inside SQLite; this retry covers the cases where SQLite
         # gives up at once (e.g. a deadlock-avoidance SQLITE_BUSY) so "database is locked"
-        # never reaches the caller before the lock timeout.
+        # never reaches the caller before the lock timeout. With ``delays`` (a lock with its
+        # own timeout, pygov._wait) SQLite does not wait by itself: the delays are the wait.
         waited = time.monotonic()
-        for delay in backoff_delays(max(self._settings.lock_timeout, BUSY_TIMEOUT_SECONDS)):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
+        if delays is not None:
+            conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            retries = (
+                delays
+                if delays is not None
+                else backoff_delays(max(self._settings.lock_timeout, BUSY_TIMEOUT_SECONDS))
+            )
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+                delay = next(retries, None)
+                if delay is None:
+                    break
                 time.sleep(delay)
+        finally:
+            if delays is not None:
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         raise ConcurrencyError(
             "the SQLite database stayed locked by another writer",
             {"path": self.path, "waited_seconds": round(time.monotonic() - waited, 3)},
@@ -235,8 +250,12 @@ class SqliteBackend:
                 raise translate(exc) from exc
 
     @contextmanager
-    def transaction(self, conn: Any = None) -> Iterator[SqliteConnection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` with the governance context applied."""
+    def transaction(
+        self, conn: Any = None, *, delays: Iterator[float] | None = None
+    ) -> Iterator[SqliteConnection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` with the governance context applied. ``delays``
+        (optional) are the waits between attempts to begin while another writer holds the
+        database; when they run out, ConcurrencyError."""
         with self._serialised():
             own: SqliteConnection = conn if conn is not None else self._connection()
             previous = own.gov_ctx
@@ -246,7 +265,7 @@ class SqliteBackend:
                 if nested:
                     own.execute("SAVEPOINT pygov_txn")
                 else:
-                    self._begin(own)
+                    self._begin(own, delays)
                 try:
                     yield own
                 except BaseException:

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from pygov._core import Call, Settings, T, backoff_delays, int_arg, seconds_arg
+from pygov._core import Call, Settings, T, int_arg, seconds_arg
 from pygov._pg import PgBackend
 from pygov._sqlite import SqliteBackend
 from pygov.audit import Audit
@@ -49,17 +49,12 @@ def make_settings(options: dict[str, Any]) -> Settings:
     for name in ("default_ttl", "default_lease"):
         if name in options:
             options[name] = timedelta(seconds=seconds_arg(name, options[name]) or 0)
-    if "open_timeout" in options:
-        options["open_timeout"] = seconds_arg("open_timeout", options["open_timeout"])
-    if "lock_timeout" in options:
-        # Validated like every wait; 0 (do not wait) is allowed.
-        backoff_delays(options["lock_timeout"], name="lock_timeout")
-        options["lock_timeout"] = float(options["lock_timeout"])
-    for name, minimum in (
-        ("pool_min_size", 0),
-        ("pool_max_size", 1),
-        ("high_concurrency_threshold", 1),
-    ):
+    for name in ("open_timeout", "lock_timeout"):
+        if name in options:
+            options[name] = seconds_arg(name, options[name])
+    # Checked here, before connect() opens a pool that a bad option would leave behind.
+    ConcurrencyMonitor.check_threshold(options.get("high_concurrency_threshold", 50))
+    for name, minimum in (("pool_min_size", 0), ("pool_max_size", 1)):
         if name in options:
             int_arg(name, options[name], minimum=minimum)
     if not isinstance(options.get("prepared_statements", True), bool):

@@ -23,7 +23,6 @@ from pygov._core import (
     Row,
     Statement,
     async_method,
-    backoff_delays,
     context_arg,
     int_arg,
     json_arg,
@@ -33,6 +32,7 @@ from pygov._core import (
     to_datetime,
     utcnow,
 )
+from pygov._wait import Wait, wait_arg
 from pygov.errors import (
     GovernanceError,
     IdempotencyError,
@@ -46,6 +46,8 @@ R = TypeVar("R")
 
 MAX_KEY_LENGTH = 255
 MAX_OPERATION_TYPE_LENGTH = 100
+#: The name the concurrency monitor reports waits for in-progress claims under.
+CLAIM_MONITOR_NAME = "idempotency.claim"
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,25 +376,28 @@ class Idempotency(Namespace):
         lease: timedelta | float | None = None,
         ttl: timedelta | float | None = None,
         payload: Any = None,
-        wait: float = 0,
+        wait: timedelta | float = 0,
         conn: Any = None,
     ) -> Claim:
-        """Claim the key. While another caller holds it, wait up to ``wait`` seconds (backoff
-        with jitter, as for locks) for its result, then raise IdempotencyInProgressError."""
-        started = time.monotonic()
-        delays = backoff_delays(wait, name="wait")
+        """Claim the key. While another caller holds it, wait up to ``wait`` seconds (by the
+        rules of every wait in pygov: exponential backoff with jitter, reported to the monitor)
+        for its result, then raise IdempotencyInProgressError."""
+        waiting = Wait(self._gov.monitor, CLAIM_MONITOR_NAME, wait_arg("wait", wait))
+        delays = waiting.delays()
         while True:
             try:
-                return self._claim_once(
+                claim = self._claim_once(
                     operation_type, key, lease=lease, ttl=ttl, payload=payload, conn=conn
                 )
             except IdempotencyInProgressError as exc:
                 delay = next(delays, None)
                 if delay is None:
-                    exc.context["waited_seconds"] = round(time.monotonic() - started, 3)
+                    waiting.give_up(exc)
                     raise
-                self._gov.monitor.record_wait("idempotency.claim", delay)
                 time.sleep(delay)
+                continue
+            waiting.done()
+            return claim
 
     def cleanup_expired(
         self, batch_size: int = 1000, *, progress: Callable[[int], None] | None = None
@@ -416,7 +421,7 @@ class Idempotency(Namespace):
         lease: timedelta | float | None = None,
         ttl: timedelta | float | None = None,
         payload: Any = None,
-        wait: float = 0,
+        wait: timedelta | float = 0,
         conn: Any = None,
     ) -> Iterator[Guard]:
         """Run a block at most once per key. Set ``guard.result``; it is stored on success.
@@ -462,7 +467,7 @@ class Idempotency(Namespace):
         ttl: timedelta | float | None = None,
         payload: Any = None,
         lease: timedelta | float | None = None,
-        wait: float = 0,
+        wait: timedelta | float = 0,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator: run the function once per key; duplicates return the stored result.
 
@@ -517,25 +522,26 @@ class AsyncIdempotency(Namespace):
         lease: timedelta | float | None = None,
         ttl: timedelta | float | None = None,
         payload: Any = None,
-        wait: float = 0,
+        wait: timedelta | float = 0,
         conn: Any = None,
     ) -> Claim:
         """Claim the key, waiting up to ``wait`` seconds for another holder (see the sync API)."""
-        started = time.monotonic()
-        delays = backoff_delays(wait, name="wait")
+        waiting = Wait(self._gov.monitor, CLAIM_MONITOR_NAME, wait_arg("wait", wait))
+        delays = waiting.delays()
         while True:
             try:
                 claim: Claim = await self._claim_once(
                     operation_type, key, lease=lease, ttl=ttl, payload=payload, conn=conn
                 )
-                return claim
             except IdempotencyInProgressError as exc:
                 delay = next(delays, None)
                 if delay is None:
-                    exc.context["waited_seconds"] = round(time.monotonic() - started, 3)
+                    waiting.give_up(exc)
                     raise
-                self._gov.monitor.record_wait("idempotency.claim", delay)
                 await asyncio.sleep(delay)
+                continue
+            waiting.done()
+            return claim
 
     async def cleanup_expired(
         self, batch_size: int = 1000, *, progress: Callable[[int], None] | None = None
@@ -559,7 +565,7 @@ class AsyncIdempotency(Namespace):
         lease: timedelta | float | None = None,
         ttl: timedelta | float | None = None,
         payload: Any = None,
-        wait: float = 0,
+        wait: timedelta | float = 0,
         conn: Any = None,
     ) -> AsyncIterator[Guard]:
         """Run a block at most once per key (see the sync API)."""
@@ -601,7 +607,7 @@ class AsyncIdempotency(Namespace):
         ttl: timedelta | float | None = None,
         payload: Any = None,
         lease: timedelta | float | None = None,
-        wait: float = 0,
+        wait: timedelta | float = 0,
     ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
         """Decorator for ``async def`` functions: run once per key (see the sync API)."""
 
