@@ -126,6 +126,17 @@ def sync_ops(gov: pygov.Governance, worker: int, n: int) -> list[tuple[str, Call
         if service != "Billing":
             raise AssertionError(f"the protected table admitted {service}")
 
+    def stock_own() -> None:
+        gov.stock.adjust(f"item-{worker}", "wh", 2, movement_key=f"in-{key}")
+        gov.stock.adjust(f"item-{worker}", "wh", -1)
+        gov.stock.movements(f"item-{worker}", "wh", limit=10)
+
+    def locked_write() -> None:
+        with gov.locks.advisory(f"soak-lock-{n % 3}", timeout=5) as tx:
+            gov.idempotency.check_and_record("soak.locked", key, conn=tx)
+        with gov.locks.lock_rows("public.soak_stock", [n % 1000 + 1, worker + 1], timeout=5):
+            pass
+
     def quarantine() -> None:
         record_id = gov.quarantine.quarantine_data("soak.item", key, "OTHER", "soak", {"n": n})
         gov.quarantine.start_review(record_id)
@@ -141,6 +152,11 @@ def sync_ops(gov: pygov.Governance, worker: int, n: int) -> list[tuple[str, Call
         ("history", lambda: gov.audit.history("public.soak_orders", f"w{worker}-{max(n - 1, 0)}")),
         ("quarantine", quarantine),
         ("protected_write", protected_write),
+        # A hot level shared by every worker (concurrent changes are combined), and a level per
+        # worker; keys make each movement exactly-once.
+        ("stock_hot", lambda: gov.stock.adjust("hot", "wh", 1, movement_key=f"hot-{key}")),
+        ("stock_own", stock_own),
+        ("locked_write", locked_write),
         ("validate", lambda: gov.authority.has_authority("Billing", "soak.invoice", "CREATE")),
     ]
 
@@ -182,6 +198,9 @@ async def async_round(gov: pygov.aio.AsyncGovernance, tally: Tally, task: int, n
             "async_audit_log", lambda: gov.audit.log_operation("soak.a", key, "CREATE")
         )
         await tally.run_async("async_history", lambda: gov.audit.history("public.soak_orders", key))
+        await tally.run_async(
+            "async_stock_hot", lambda: gov.stock.adjust("hot", "wh", 1, movement_key=f"hot-{key}")
+        )
 
 
 class Soak:
@@ -339,11 +358,15 @@ class Soak:
             row = tx.execute("SELECT count(*) FROM public.soak_stock WHERE quantity < 0").fetchone()
         negative = int(row[0]) if row else -1
         print(f"negative stock rows: {negative}, quarantined: {quarantined}")
+        hot_moves = self.tally.ops["stock_hot"] + self.tally.ops["async_stock_hot"]
+        hot_level = gov.stock.level("hot", "wh")
+        print(f"hot stock level: {hot_level} after {hot_moves} acknowledged movements")
         checks = {
             "no unexpected errors": not self.tally.unexpected,
             "no memory growth after warm-up": growth <= allowed,
             "audit trail verifies": bool(verified) and bool(lite_verified),
             "every negative stock row quarantined": quarantined == negative > 0,
+            "every stock movement applied once": hot_level == hot_moves > 0,
             "every kind of operation ran": all(
                 self.tally.ops[name] > 0
                 for name in (
@@ -351,6 +374,8 @@ class Soak:
                     "guarded_write",
                     "quarantine",
                     "protected_write",
+                    "stock_own",
+                    "locked_write",
                     "async_record",
                     "sqlite_record",
                     "seal",

@@ -1,6 +1,9 @@
 -- Locks (advisory and row locks), guarded stock, and the DBA view of lock activity.
 -- As in 00_core.sql, only SECURITY DEFINER functions pin search_path; the helpers run with
--- their caller's (pinned) path and name every object with its schema.
+-- their caller's (pinned) path and name every object with its schema. Those an application
+-- calls directly (lock_key, lock_rows) also name every built-in as pg_catalog.*: under the
+-- caller's own search_path an overload planted in public that matches the argument types
+-- better (public.cardinality(text[]), public.unnest(text[])) would otherwise be chosen.
 --
 -- Every advisory lock pygov takes is transaction-scoped (pg_*_advisory_xact_lock): it goes away
 -- with the transaction, so nothing leaks when a connection returns to a pool or passes through
@@ -15,7 +18,10 @@ LANGUAGE sql
 IMMUTABLE
 STRICT
 PARALLEL SAFE
-AS $$ SELECT ('x' || left(encode(sha256(convert_to(p_name, 'UTF8')), 'hex'), 16))::bit(64)::bigint $$;
+AS $$
+    SELECT ('x' || pg_catalog.left(pg_catalog.encode(
+        pg_catalog.sha256(pg_catalog.convert_to(p_name, 'UTF8')), 'hex'), 16))::bit(64)::bigint
+$$;
 
 -- governance._require_text(field, value, max_length): GV002 unless value is 1 to max_length
 -- characters and not blank.
@@ -25,10 +31,12 @@ LANGUAGE plpgsql
 IMMUTABLE
 AS $$
 BEGIN
-    IF p_value IS NULL OR btrim(p_value) = '' OR length(p_value) > p_max THEN
+    IF p_value IS NULL OR pg_catalog.btrim(p_value) = ''
+       OR pg_catalog.length(p_value) > p_max THEN
         PERFORM governance.raise_error('GV002',
-            format('%s must be 1 to %s characters', p_field, p_max),
-            jsonb_build_object('field', p_field, 'length', length(p_value)));
+            pg_catalog.format('%s must be 1 to %s characters', p_field, p_max),
+            pg_catalog.jsonb_build_object('field', p_field,
+                                          'length', pg_catalog.length(p_value)));
     END IF;
 END
 $$;
@@ -39,7 +47,7 @@ CREATE OR REPLACE FUNCTION governance._timeout_ms(p_wait interval)
 RETURNS bigint
 LANGUAGE sql
 IMMUTABLE
-AS $$ SELECT greatest(1, ceil(extract(epoch FROM p_wait) * 1000))::bigint $$;
+AS $$ SELECT greatest(1, pg_catalog.ceil(extract(epoch FROM p_wait) * 1000))::bigint $$;
 
 -- governance.try_lock(name, wait): take the transaction-scoped advisory lock of a name. Without
 -- wait (or wait <= 0) it never blocks; with wait it queues for the lock up to that long (so the
@@ -157,7 +165,7 @@ BEGIN
      WHERE c.oid = v_rel AND c.relkind IN ('r', 'p');
     IF NOT FOUND THEN
         PERFORM governance.raise_error('GV002', 'no such table',
-            jsonb_build_object('field', 'table', 'table', p_table));
+            pg_catalog.jsonb_build_object('field', 'table', 'table', p_table));
     END IF;
     IF v_column IS NULL THEN
         SELECT a.attname INTO v_column
@@ -167,7 +175,7 @@ BEGIN
         IF NOT FOUND THEN
             PERFORM governance.raise_error('GV002',
                 'the table has no single-column primary key: name the key column',
-                jsonb_build_object('field', 'column', 'table', p_table));
+                pg_catalog.jsonb_build_object('field', 'column', 'table', p_table));
         END IF;
     END IF;
     SELECT tn.nspname, t.typname INTO v_type_schema, v_type
@@ -177,44 +185,50 @@ BEGIN
      WHERE a.attrelid = v_rel AND a.attname = v_column AND a.attnum > 0 AND NOT a.attisdropped;
     IF NOT FOUND THEN
         PERFORM governance.raise_error('GV002', 'no such column',
-            jsonb_build_object('field', 'column', 'table', p_table, 'column', p_column));
+            pg_catalog.jsonb_build_object('field', 'column', 'table', p_table, 'column', p_column));
     END IF;
-    IF p_keys IS NULL OR cardinality(p_keys) = 0 OR cardinality(p_keys) > 10000
-       OR array_position(p_keys, NULL) IS NOT NULL THEN
+    IF p_keys IS NULL OR pg_catalog.cardinality(p_keys) = 0
+       OR pg_catalog.cardinality(p_keys) > 10000
+       OR pg_catalog.array_position(p_keys, NULL) IS NOT NULL THEN
         PERFORM governance.raise_error('GV002', 'keys must be 1 to 10000 non-null values',
-            jsonb_build_object('field', 'keys', 'count', cardinality(p_keys)));
+            pg_catalog.jsonb_build_object('field', 'keys',
+                                          'count', pg_catalog.cardinality(p_keys)));
     END IF;
     -- The keys in the column's own type and text form (so '007' and '7' are one int key).
-    EXECUTE format('SELECT array_agg(DISTINCT k::text) FROM unnest($1::%I.%I[]) AS k',
-                   v_type_schema, v_type)
+    EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(DISTINCT k::text) '
+                              'FROM pg_catalog.unnest($1::%I.%I[]) AS k',
+                              v_type_schema, v_type)
        INTO v_keys USING p_keys;
 
-    v_old := current_setting('lock_timeout');
-    PERFORM set_config('lock_timeout', governance._timeout_ms(v_timeout) || 'ms', true);
+    v_old := pg_catalog.current_setting('lock_timeout');
+    PERFORM pg_catalog.set_config('lock_timeout', governance._timeout_ms(v_timeout) || 'ms',
+                                  true);
     BEGIN
         -- ORDER BY under FOR UPDATE: rows are locked one by one in this order.
-        EXECUTE format('SELECT array_agg(k) FROM (SELECT t.%1$I::text AS k FROM %2$I.%3$I AS t '
-                       'WHERE t.%1$I = ANY ($1::%4$I.%5$I[]) ORDER BY t.%1$I FOR UPDATE OF t) s',
-                       v_column, v_schema, v_table, v_type_schema, v_type)
+        EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(k) FROM '
+                                  '(SELECT t.%1$I::text AS k FROM %2$I.%3$I AS t '
+                                  'WHERE t.%1$I = ANY ($1::%4$I.%5$I[]) '
+                                  'ORDER BY t.%1$I FOR UPDATE OF t) s',
+                                  v_column, v_schema, v_table, v_type_schema, v_type)
            INTO v_locked USING v_keys;
     EXCEPTION WHEN lock_not_available THEN
         PERFORM governance.raise_error('GV003', 'rows are locked by another transaction',
-            jsonb_build_object('table', p_table, 'column', v_column,
-                               'keys', cardinality(v_keys),
+            pg_catalog.jsonb_build_object('table', p_table, 'column', v_column,
+                               'keys', pg_catalog.cardinality(v_keys),
                                'timeout_seconds', extract(epoch FROM v_timeout)));
     END;
-    PERFORM set_config('lock_timeout', v_old, true);
+    PERFORM pg_catalog.set_config('lock_timeout', v_old, true);
 
     v_locked := coalesce(v_locked, '{}');
-    SELECT array_agg(k ORDER BY k) INTO v_missing FROM unnest(v_keys) AS k
+    SELECT pg_catalog.array_agg(k ORDER BY k) INTO v_missing FROM pg_catalog.unnest(v_keys) AS k
      WHERE NOT (k = ANY (v_locked));
     IF v_missing IS NOT NULL AND NOT coalesce(p_skip_missing, false) THEN
         PERFORM governance.raise_error('GV002', 'some rows to lock do not exist',
-            jsonb_build_object('table', p_table, 'column', v_column,
-                               'missing', to_jsonb(v_missing[1:20]),
-                               'missing_count', cardinality(v_missing)));
+            pg_catalog.jsonb_build_object('table', p_table, 'column', v_column,
+                               'missing', pg_catalog.to_jsonb(v_missing[1:20]),
+                               'missing_count', pg_catalog.cardinality(v_missing)));
     END IF;
-    RETURN QUERY SELECT unnest(v_locked);
+    RETURN QUERY SELECT pg_catalog.unnest(v_locked);
 END
 $$;
 

@@ -273,6 +273,88 @@ def test_killed_mid_seal_leaves_no_partial_seal(
         gov.close()
 
 
+# --- a backend killed in the middle of a stock adjustment ------------------------------------
+
+
+def stock_state(dsn: str) -> tuple[Any, Any]:
+    level = rows(dsn, "SELECT quantity FROM governance.stock_level WHERE item_id = 'sku'")
+    moves = rows(
+        dsn,
+        "SELECT movement_key, delta FROM governance.stock_movement WHERE item_id = 'sku' "
+        "ORDER BY id",
+    )
+    return level, moves
+
+
+def test_killed_mid_stock_adjustment_applies_nothing_and_the_key_stays_usable(
+    pg_dsn: str, pg_server: Any, audited_items: Any
+) -> None:
+    gov = pygov.connect(pg_dsn, pool_max_size=4)
+    try:
+        gov.stock.adjust("sku", "wh", 10, movement_key="in-1")
+        before = stock_state(pg_dsn)
+        with pytest.raises(GovernanceError) as info, gov.transaction() as tx:
+            assert gov.stock.adjust("sku", "wh", -3, movement_key="out-1", conn=tx) == 7
+            killer = kill_when_waiting(pg_server.admin_dsn, tx.info.backend_pid)
+            tx.execute(WAIT_FOR_BLOCKER)
+        killer.join()
+        assert_connection_lost(info.value)
+        assert stock_state(pg_dsn) == before
+        # The refused movement did not use its key up: applied once now, and only once.
+        assert gov.stock.adjust("sku", "wh", -3, movement_key="out-1") == 7
+        assert gov.stock.adjust("sku", "wh", -3, movement_key="out-1") == 7
+        assert stock_state(pg_dsn) == ([(7,)], [("in-1", 10), ("out-1", -3)])
+    finally:
+        gov.close()
+
+
+def test_killed_while_combined_adjustments_wait_every_movement_applies_once(
+    pg_dsn: str, pg_server: Any
+) -> None:
+    gov = pygov.connect(pg_dsn, pool_max_size=8)
+    try:
+        gov.stock.adjust("sku", "wh", 100, movement_key="start")
+        holder = psycopg.connect(pg_dsn)  # holds the level's row: adjusters queue up behind it
+        holder.execute("SELECT 1 FROM governance.stock_level WHERE item_id = 'sku' FOR UPDATE")
+        errors: list[BaseException] = []
+
+        def adjust(i: int) -> None:
+            for _attempt in range(20):  # the caller's retry, with the same movement key
+                try:
+                    gov.stock.adjust("sku", "wh", -1, movement_key=f"sale-{i}")
+                    return
+                except GovernanceError as exc:
+                    errors.append(exc)
+            raise AssertionError(f"sale-{i} never went through")
+
+        threads = [threading.Thread(target=adjust, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while not (
+            waiting := rows(
+                pg_server.admin_dsn,
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%%adjust_stock%%' AND datname = %s",
+                (database_of(pg_dsn),),
+            )
+        ):
+            assert time.monotonic() < deadline, "no adjustment reached the row lock"
+            time.sleep(0.01)  # polling an observable condition
+        terminate(pg_server.admin_dsn, int(waiting[0][0]))
+        holder.rollback()
+        holder.close()
+        for t in threads:
+            t.join()
+        # The sender's batch died with its connection: its callers were told so, and retried.
+        assert errors and all(isinstance(e, ConcurrencyError) for e in errors), errors
+        level, moves = stock_state(pg_dsn)
+        assert level == [(92,)]
+        assert sorted(moves) == sorted([("start", 100)] + [(f"sale-{i}", -1) for i in range(8)])
+    finally:
+        gov.close()
+
+
 # --- idle pooled connections killed under the pool's feet -----------------------------------
 
 

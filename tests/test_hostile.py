@@ -191,6 +191,7 @@ class Seed:
         self.quarantine_id = gov.quarantine.quarantine_data(
             "seed.model", 1, "OTHER", "seeded", {"v": 2}
         )
+        gov.stock.adjust("seed-item", "seed-site", 50, movement_key="seed-in")
         self.backend.query("CREATE TABLE bait (id integer PRIMARY KEY)")
         self.backend.query("INSERT INTO bait VALUES (1)")
         self.before = self.snapshot()
@@ -205,6 +206,14 @@ class Seed:
             self.backend.query(f"SELECT * FROM {t('audit_trail')} WHERE id = ?", (self.audit_id,)),
             self.backend.query(
                 f"SELECT * FROM {t('quarantine_record')} WHERE id = ?", (self.quarantine_id,)
+            ),
+            self.backend.query(
+                f"SELECT item_id, location_id, quantity FROM {t('stock_level')} "
+                "WHERE item_id = 'seed-item'"
+            ),
+            self.backend.query(
+                f"SELECT id, movement_key, delta FROM {t('stock_movement')} "
+                "WHERE item_id = 'seed-item'"
             ),
             self.backend.query("SELECT * FROM bait"),
         )
@@ -600,10 +609,17 @@ def test_scanners_and_guard_take_hostile_names_as_the_names_they_are(
 
 def test_unquoted_names_resolve_as_sql_would(gov: Any, backend: Backend, seed: Seed) -> None:
     backend.query("CREATE TABLE Orders (id integer PRIMARY KEY, total integer)")
+    backend.query("INSERT INTO Orders VALUES (1, 5)")
     for written in ("Orders", "orders", "ORDERS"):
         info = gov.audit.enable(written)
         assert info.table_name.lower().endswith("orders")
         assert gov.audit.disable(written) is True
+        with admin_context(gov):
+            assert gov.quarantine.scan_negative(written, "total") == 0
+            assert gov.authority.protect(written, "shop.orders") == "shop.orders"
+            assert gov.authority.unprotect(written) is True
+        with gov.locks.lock_rows(written, [1]):
+            pass
     seed.check()
 
 
@@ -776,6 +792,76 @@ def test_protected_hostile_tables_refuse_and_admit_as_the_matrix_says(
             assert gov.authority.unprotect(table) is True
     found = backend.query(f"SELECT count(*) FROM {quoted(hostile_tables[0])} WHERE id >= 1000")
     assert found == [(1,)]
+
+
+ITEM = mostly(st.one_of(NAME, st.integers(min_value=-(2**70), max_value=2**70)))
+
+
+@CI
+@given(
+    item=ITEM,
+    location=ITEM,
+    delta=mostly(st.integers(min_value=-(2**65), max_value=2**65)),
+    movement_key=mostly(st.one_of(st.none(), NAME)),
+    limit=mostly(st.integers(min_value=-5, max_value=20_000)),
+    before_id=st.one_of(st.none(), st.integers(), JUNK),
+)
+def test_stock(
+    gov: Any,
+    seed: Seed,
+    item: Any,
+    location: Any,
+    delta: Any,
+    movement_key: Any,
+    limit: Any,
+    before_id: Any,
+) -> None:
+    level = attempt(lambda: gov.stock.level(item, location))
+    after = attempt(lambda: gov.stock.adjust(item, location, delta, movement_key=movement_key))
+    if isinstance(after, int):
+        assert after >= 0
+        assert isinstance(level, int) and (after == level + delta or movement_key is not None)
+        assert gov.stock.level(item, location) == after
+    elif isinstance(level, int):  # refused: the level did not move
+        assert gov.stock.level(item, location) == level
+    attempt(lambda: gov.stock.movements(item, location, limit=limit, before_id=before_id))
+    seed.check()
+
+
+@CI
+@given(
+    name=TEXT_ARG, timeout=DURATION, table=NAMES, keys=st.one_of(st.lists(ARG, max_size=3), JUNK)
+)
+def test_locks(gov: Any, seed: Seed, name: Any, timeout: Any, table: Any, keys: Any) -> None:
+    def advisory() -> None:
+        with gov.locks.advisory(name, timeout=timeout):
+            pass
+
+    def lock_rows() -> None:
+        with gov.locks.lock_rows(table, keys, timeout=timeout, skip_missing=True):
+            pass
+
+    attempt(advisory)
+    attempt(lock_rows)
+    seed.check()
+
+
+def test_lock_rows_takes_hostile_names_as_the_names_they_are(
+    gov: Any, backend: Backend, hostile_tables: list[str]
+) -> None:
+    for name in hostile_tables:
+        table = quoted(name)  # written as SQL writes it, on every backend
+        with gov.transaction() as tx:
+            backend.execute(tx, f"INSERT INTO {quoted(name)} (id) VALUES (7), (3), (5)")
+        with gov.locks.lock_rows(table, [5, 3, 7]) as tx:
+            backend.execute(tx, f"UPDATE {quoted(name)} SET {quoted(HOSTILE_NUMBER)} = 1")
+        with pytest.raises(ValidationError), gov.locks.lock_rows(table, [5, 404]):
+            pass
+        with gov.locks.lock_rows(table, [3], column=HOSTILE_NUMBER, skip_missing=True):
+            pass
+        for column in ("nope", 'n"', HOSTILE_NUMBER + "; --"):
+            with pytest.raises(ValidationError), gov.locks.lock_rows(table, [1], column=column):
+                pass
 
 
 # --- keys -------------------------------------------------------------------------------------

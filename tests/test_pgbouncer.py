@@ -164,11 +164,11 @@ def work_sync(gov: pygov.Governance, i: int) -> None:
         with gov.context(**context_of(i, n)):
             gov.idempotency.check_and_record("bounce", f"c{i}-{n}", {"client": i})
             gov.audit.log_operation("bounce.op", f"c{i}-{n}", "CREATE", after_data={"c": i})
-            with gov.transaction() as tx:
-                tx.execute("SELECT pg_advisory_xact_lock(hashtext('bounce'))")
+            with gov.locks.advisory(f"bounce-{i % 4}") as tx:
                 tx.execute("INSERT INTO public.orders VALUES (%s, %s)", (f"c{i}-{n}", i))
                 with gov.idempotency.guard("bounce-tx", f"c{i}-{n}", conn=tx) as g:
                     g.result = {"client": i}
+            gov.stock.adjust("sku", "wh", 1, movement_key=f"c{i}-{n}")
             try:
                 with gov.transaction() as tx:
                     tx.execute("INSERT INTO public.invoices VALUES (%s)", (f"c{i}-{n}",))
@@ -181,11 +181,11 @@ async def work_async(gov: pygov.aio.AsyncGovernance, i: int) -> None:
         with gov.context(**context_of(i, n)):
             await gov.idempotency.check_and_record("bounce", f"c{i}-{n}", {"client": i})
             await gov.audit.log_operation("bounce.op", f"c{i}-{n}", "CREATE", after_data={"c": i})
-            async with gov.transaction() as tx:
-                await tx.execute("SELECT pg_advisory_xact_lock(hashtext('bounce'))")
+            async with gov.locks.advisory(f"bounce-{i % 4}") as tx:
                 await tx.execute("INSERT INTO public.orders VALUES ($1, $2)", f"c{i}-{n}", i)
                 async with gov.idempotency.guard("bounce-tx", f"c{i}-{n}", conn=tx) as g:
                     g.result = {"client": i}
+            await gov.stock.adjust("sku", "wh", 1, movement_key=f"c{i}-{n}")
             try:
                 async with gov.transaction() as tx:
                     await tx.execute("INSERT INTO public.invoices VALUES ($1)", f"c{i}-{n}")
@@ -231,6 +231,9 @@ def test_thirty_two_clients_through_four_server_connections_keep_their_own_conte
     def owner_of(key: str) -> str | None:
         return client_user(int(key[1:].split("-")[0]))
 
+    def request_of(key: str) -> str | None:  # c<i>-<n> was made in request r<i>-<n>
+        return None if owner_of(key) is None else "r" + key[1:]
+
     records = rows(
         pg_dsn,
         "SELECT idempotency_key, created_by, operation_type FROM governance.idempotency_record",
@@ -243,12 +246,7 @@ def test_thirty_two_clients_through_four_server_connections_keep_their_own_conte
         "WHERE model_name IN ('bounce.op', 'public.orders') AND operation = 'CREATE'",
     )
     assert len(trail) == 2 * CLIENTS * ROUNDS
-    wrong = [
-        t
-        for t in trail
-        if t[1] != owner_of(t[0])
-        or t[2] != (None if owner_of(t[0]) is None else "r" + t[0][1:])  # r<i>-<n>
-    ]
+    wrong = [t for t in trail if t[1] != owner_of(t[0]) or t[2] != request_of(t[0])]
     assert wrong == []
     # The protected table admitted exactly the trusted clients; each refusal was recorded with
     # the context of the client refused (and survived that client's rollback).
@@ -269,6 +267,13 @@ def test_thirty_two_clients_through_four_server_connections_keep_their_own_conte
         ),
         key=str,
     )
+    # Every stock movement was applied once, under its own client's name.
+    moves = rows(
+        pg_dsn, "SELECT movement_key, user_name, request_id FROM governance.stock_movement"
+    )
+    assert len(moves) == CLIENTS * ROUNDS
+    assert [m for m in moves if m[1] != owner_of(m[0]) or m[2] != request_of(m[0])] == []
+    assert rows(pg_dsn, "SELECT quantity FROM governance.stock_level") == [(CLIENTS * ROUNDS,)]
     # No advisory lock (nor any other lock of a client) outlived its transaction.
     assert rows(pg_dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
     # ... and no context either: a transaction through the bouncer sees none.

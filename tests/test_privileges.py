@@ -370,6 +370,25 @@ def test_authority_administration_is_for_admins(
     assert rows(pg_dsn, "SELECT count(*) FROM governance.authority_matrix") == [(2,)]
 
 
+def test_stock_and_locks_are_for_the_app_and_readable_by_the_auditor(
+    govs: tuple[pygov.Governance, ...], pg_dsn: str
+) -> None:
+    app, auditor, _admin = govs
+    with app.context(user="clerk"):
+        assert app.stock.adjust("sku", "wh", 5, movement_key="in-1") == 5
+        with app.locks.advisory("count sku") as tx:
+            assert app.stock.adjust("sku", "wh", -1, conn=tx) == 4
+    assert auditor.stock.level("sku", "wh") == 4
+    assert [m.user for m in auditor.stock.movements("sku", "wh")] == ["clerk", "clerk"]
+
+    def lock() -> None:
+        with auditor.locks.advisory("count sku"):
+            pass
+
+    refused(lambda: auditor.stock.adjust("sku", "wh", 100), lock)
+    assert rows(pg_dsn, "SELECT quantity FROM governance.stock_level") == [(4,)]
+
+
 def audit_partitions(dsn: str) -> list[str]:
     found = rows(
         dsn,
@@ -581,6 +600,9 @@ CALLER_RIGHTS_CALLS = [
     "SELECT governance.audit_month_start(now()), governance.audit_partition_name(now())",
     'SELECT governance.row_object_id(\'{"id": 1, "b": "x:y"}\', \'{id,b}\')',
     "SELECT governance.resolve_relation('appdata.orders', 'table')",
+    "SELECT governance.lock_key('x'), governance.get_stock_level('sku', 'wh')",
+    "SELECT governance.try_lock('x'), governance.lock('y', '1 second')",
+    "SELECT governance.lock_rows('appdata.orders', '{1}')",
 ]
 
 
@@ -619,6 +641,18 @@ def test_hostile_objects_in_public_are_never_picked_up(
             for bad in (("appdata.nope", "total"), ("appdata.orders", "nope"), (" ", "total")):
                 with pytest.raises(ValidationError):
                     gov.quarantine.scan_negative(*bad)
+            assert gov.stock.adjust("sku", "wh", 5, movement_key="in-1") == 5
+            assert gov.stock.adjust("sku", "wh", -2) == 3
+            with pytest.raises(ValidationError):  # never below zero
+                gov.stock.adjust("sku", "wh", -4)
+            assert [m.delta for m in gov.stock.movements("sku", "wh")] == [-2, 5]
+            with gov.locks.advisory("victim-lock") as tx:
+                gov.idempotency.check_and_record("locked", "l1", conn=tx)
+            with gov.locks.lock_rows("appdata.orders", [2, 1]) as tx:
+                tx.execute("UPDATE appdata.orders SET total = total + 1 WHERE id = 1")
+            for bad in (("appdata.nope", [1]), ("appdata.orders", [404])):
+                with pytest.raises(ValidationError), gov.locks.lock_rows(*bad):
+                    pass
             with pytest.raises(AuthorityViolationError):  # public.pg_has_role says "admin"
                 gov.idempotency.cleanup_expired()
             with pytest.raises(AuthorityViolationError):
@@ -656,6 +690,8 @@ def test_hostile_objects_in_public_are_never_picked_up(
     )
     assert stored == [
         ("charge", "victim", "COMPLETED"),
+        ("locked", "victim", "COMPLETED"),
         ("pay", "victim", "COMPLETED"),
         ("tx", "victim", "COMPLETED"),
     ]
+    assert rows(pg_dsn, "SELECT quantity FROM governance.stock_level") == [(3,)]

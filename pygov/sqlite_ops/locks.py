@@ -8,9 +8,11 @@ is granted at once and row locks need only check that the rows exist.
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from pygov.errors import ValidationError
+from pygov.sqlite_ops.audit import parse_table_name
 
 if TYPE_CHECKING:
     from pygov._core import Row
@@ -27,13 +29,18 @@ def quote_identifier(name: str) -> str:
 
 
 def resolve_table(conn: SqliteConnection, table: str) -> str:
-    """The SQLite table a name denotes: itself, or ``schema_table`` for ``schema.table``."""
+    """The SQLite table a name denotes: the name read as SQL (``t``, ``"Odd Name"``, as on
+    PostgreSQL), else taken as it is, else ``schema_table`` for ``schema.table``. SQLite
+    compares table names without regard to ASCII case, and so does this."""
     candidates = [table]
+    with suppress(ValidationError):  # not SQL name syntax: the name as it is
+        candidates.insert(0, parse_table_name(table))
     if "." in table:
         candidates.append(table.replace(".", "_", 1))
     for candidate in candidates:
         found = conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (candidate,)
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+            (candidate,),
         ).fetchone()
         if found is not None:
             return str(found[0])
