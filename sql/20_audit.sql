@@ -590,7 +590,9 @@ $$;
 -- --- reading the trail ---------------------------------------------------------------------
 
 -- governance.object_history(model, object_id, limit, before_id): the object's audit rows,
--- newest first; pass the last id you got as before_id for the next page.
+-- newest first; pass the last id you got as before_id for the next page. The object index is
+-- keyed on (model_name, octet_length(object_id), object_id, id): giving the length makes this a
+-- backward index scan that stops after p_limit rows.
 CREATE OR REPLACE FUNCTION governance.object_history(p_model_name text, p_object_id text,
                                                      p_limit int DEFAULT 50,
                                                      p_before_id bigint DEFAULT NULL)
@@ -607,7 +609,8 @@ BEGIN
     END IF;
     RETURN QUERY
     SELECT a.* FROM governance.audit_trail a
-     WHERE a.model_name = p_model_name AND a.object_id = p_object_id
+     WHERE a.model_name = p_model_name
+       AND octet_length(a.object_id) = octet_length(p_object_id) AND a.object_id = p_object_id
        AND a.id < coalesce(p_before_id, 9223372036854775807)
      ORDER BY a.id DESC
      LIMIT p_limit;
@@ -635,8 +638,9 @@ BEGIN
     FOR r IN
         SELECT s.operation, s.after_data FROM (
             SELECT a.id, a.operation, a.after_data FROM governance.audit_trail a
-             WHERE a.model_name = p_model_name AND a.object_id = p_object_id
-               AND a.occurred_at <= p_at
+             WHERE a.model_name = p_model_name
+               AND octet_length(a.object_id) = octet_length(p_object_id)
+               AND a.object_id = p_object_id AND a.occurred_at <= p_at
                AND (a.after_data IS NOT NULL OR a.operation = 'DELETE')
             UNION ALL
             SELECT a.id, a.operation, NULL FROM governance.audit_trail a

@@ -247,8 +247,10 @@ def test_lock_activity_shows_holder_and_waiter(pg_gov: pygov.Governance, pg_dsn:
                 ).fetchall()
 
             def with_waiter() -> list[Any] | None:
+                # The waiter queues in slices (backoff between them), so a snapshot can catch
+                # it between pg_locks and pg_blocking_pids(): wait for a consistent one.
                 current = rows()
-                waiting = [r for r in current if not r[2] and r[5] is not None]
+                waiting = [r for r in current if not r[2] and r[5] is not None and r[4]]
                 return current if waiting else None
 
             seen = eventually(with_waiter)
