@@ -44,6 +44,16 @@ def asyncpg_dsn(dsn: str) -> str:
     return f"postgresql:///{database}?{urlencode(params)}"
 
 
+async def _keep_session(conn: Any) -> None:
+    """Pool release without asyncpg's reset query (one more round trip per call otherwise).
+
+    pygov leaves no session state behind: its settings are transaction-local and its advisory
+    locks transaction-scoped, and asyncpg still rolls back a transaction left open. Like
+    psycopg's pool, connections are handed out as the last user left them: do not change session
+    state (``SET`` without ``LOCAL``, session advisory locks) on pygov's connections.
+    """
+
+
 class AsyncpgBackend:
     """Runs statements on an asyncpg pool, or on the caller's asyncpg connection."""
 
@@ -62,6 +72,7 @@ class AsyncpgBackend:
                 min_size=self._settings.pool_min_size,
                 max_size=self._settings.pool_max_size,
                 init=_init_connection,
+                reset=_keep_session,
                 statement_cache_size=100 if self._settings.prepared_statements else 0,
             )
         except Exception as exc:
