@@ -24,16 +24,10 @@ from bench.common import BenchServer, Result, throughput
 
 SECONDS = 4.0
 
-# The same columns, constraints and indexes as governance.idempotency_record.
+# An equivalent table: the same columns, defaults, constraints and indexes as
+# governance.idempotency_record (LIKE ... INCLUDING ALL), outside the governance schema.
 BASELINE_TABLE = """
-CREATE TABLE bench_idempotency (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    operation_type text NOT NULL, idempotency_key text NOT NULL, status text NOT NULL,
-    result_data jsonb, payload_hash text, holder_token uuid, lease_expires_at timestamptz,
-    ttl interval NOT NULL DEFAULT interval '24 hours', created_by text, created_service text,
-    created_at timestamptz NOT NULL DEFAULT now(), completed_at timestamptz,
-    expires_at timestamptz NOT NULL, UNIQUE (operation_type, idempotency_key));
-CREATE INDEX ON bench_idempotency (expires_at);
+CREATE TABLE bench_idempotency (LIKE governance.idempotency_record INCLUDING ALL);
 """
 BASELINE_INSERT = (
     "INSERT INTO bench_idempotency (operation_type, idempotency_key, status, result_data,"

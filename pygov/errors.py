@@ -8,6 +8,7 @@ by :func:`translate`, the single translation point used by every backend.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 
@@ -222,10 +223,23 @@ def translate(exc: BaseException) -> GovernanceError:
     )
 
 
+# A statement quoted in CONTEXT ends where the next frame of the call stack starts.
+_QUOTED_STATEMENT = re.compile(
+    r'(SQL statement|PL/pgSQL expression) "(.*?)"(?=\n(?:PL/pgSQL|SQL function)|\Z)', re.S
+)
+
+
 def _where(context: Any) -> str | None:
-    """The server's CONTEXT (the PL/pgSQL call stack), on one line."""
+    """The server's CONTEXT (the PL/pgSQL call stack), on one line. Quoted statements are
+    shortened so that the function frames, which say where it happened, always fit."""
     if not isinstance(context, str) or not context.strip():
         return None
+
+    def shorten(match: re.Match[str]) -> str:
+        text = " ".join(match.group(2).split())
+        return f'{match.group(1)} "{text[:80]}{"..." if len(text) > 80 else ""}"'
+
+    context = _QUOTED_STATEMENT.sub(shorten, context)
     return "; ".join(line.strip() for line in context.splitlines() if line.strip())[:1000]
 
 
