@@ -43,6 +43,10 @@ class Statement:
     name: str
     sql: str
     sqlite: SqliteImpl | None = None
+    #: Ask psycopg for binary results: cheaper to parse (timestamps above all). Only for
+    #: statements whose columns are all built-in types; an unregistered type (a composite, an
+    #: enum) would come back as bytes instead of text. asyncpg always reads binary.
+    binary_results: bool = False
 
 
 @dataclass(frozen=True, slots=True)

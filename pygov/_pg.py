@@ -63,9 +63,15 @@ class PgBackend:
     def close(self) -> None:
         self._pool.close()
 
-    def _execute(self, conn: psycopg.Connection[Any], sql: str, args: tuple[Any, ...]) -> list[Row]:
+    def _execute(
+        self,
+        conn: psycopg.Connection[Any],
+        sql: str,
+        args: tuple[Any, ...],
+        binary: bool = False,
+    ) -> list[Row]:
         with psycopg.RawCursor(conn) as cur:
-            cur.execute(sql, args)
+            cur.execute(sql, args, binary=binary)
             # pgresult.nfields, not cur.description: the description builds a Column object per
             # column on every call, which costs more than the rest of the wrapper together.
             result = cur.pgresult
@@ -83,9 +89,9 @@ class PgBackend:
     def fetch(self, statement: Statement, args: tuple[Any, ...], conn: Any = None) -> list[Row]:
         try:
             if conn is not None:
-                return self._execute(conn, statement.sql, args)
+                return self._execute(conn, statement.sql, args, statement.binary_results)
             with self._pool.connection() as pooled:
-                return self._execute(pooled, statement.sql, args)
+                return self._execute(pooled, statement.sql, args, statement.binary_results)
         except GovernanceError:
             raise
         except Exception as exc:

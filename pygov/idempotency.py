@@ -165,6 +165,7 @@ CHECK_AND_RECORD = Statement(
     "SELECT * FROM governance.check_and_record($1::text, $2::text, $3::text::jsonb, "
     f"{_TTL}, $5::text::jsonb, $6::text::jsonb)",
     sqlite_impl.check_and_record,
+    binary_results=True,
 )
 CLAIM = Statement(
     "claim",
@@ -172,23 +173,27 @@ CLAIM = Statement(
     "$3::float8 * interval '1 second', $4::float8 * interval '1 second', $5::text::jsonb, "
     "$6::text::jsonb)",
     sqlite_impl.claim,
+    binary_results=True,
 )
 COMPLETE = Statement(
     "complete",
     "SELECT * FROM governance.complete_idempotency($1::text, $2::text, $3::text::uuid, "
     "$4::text::jsonb, $5::float8 * interval '1 second', $6::text::jsonb)",
     sqlite_impl.complete,
+    binary_results=True,
 )
 RELEASE = Statement(
     "release",
     "SELECT * FROM governance.release_idempotency($1::text, $2::text, $3::text::uuid, "
     "$4::text::jsonb)",
     sqlite_impl.release,
+    binary_results=True,
 )
 GET = Statement(
     "get",
     "SELECT * FROM governance.get_idempotency_record($1::text, $2::text)",
     sqlite_impl.get,
+    binary_results=True,
 )
 CLEANUP = Statement(
     "cleanup_expired",
