@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import time
@@ -77,8 +78,18 @@ class BenchServer:
             self._embedded.stop()
 
 
-def throughput(clients: int, seconds: float, op: Callable[[int, int], Any]) -> float:
-    """Run ``op(client, i)`` from ``clients`` threads for ``seconds``; return operations/s."""
+def throughput(
+    clients: int,
+    seconds: float,
+    op: Callable[[int, int], Any],
+    *,
+    inherit_context: bool = False,
+) -> float:
+    """Run ``op(client, i)`` from ``clients`` threads for ``seconds``; return operations/s.
+
+    New threads start with empty context variables; with ``inherit_context`` each worker runs
+    in a copy of the caller's (its governance context above all), as a web worker would run
+    inside the context its middleware set."""
     barrier = threading.Barrier(clients + 1)
     counts = [0] * clients
     stop = threading.Event()
@@ -95,7 +106,14 @@ def throughput(clients: int, seconds: float, op: Callable[[int, int], Any]) -> f
             errors.append(exc)
         counts[c] = i
 
-    threads = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
+    def target(c: int) -> None:
+        if inherit_context:
+            contexts[c].run(worker, c)
+        else:
+            worker(c)
+
+    contexts = [contextvars.copy_context() for _ in range(clients)]
+    threads = [threading.Thread(target=target, args=(c,)) for c in range(clients)]
     for t in threads:
         t.start()
     barrier.wait()

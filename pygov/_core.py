@@ -49,7 +49,7 @@ class Statement:
     binary_results: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is slower, on every call
 class Call(Generic[T]):
     """A statement bound to its arguments, with the mapping of its rows to the result."""
 
@@ -159,13 +159,17 @@ def _reject_nul(value: Any, path: str = "$") -> None:
             _reject_nul(v, f"{path}[{i}]")
 
 
+# One encoder for every argument: json.dumps with options builds a new encoder per call.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def json_arg(name: str, value: Any) -> str | None:
     """Serialise a JSON argument to text (passed as ``$n::text::jsonb``); None stays NULL."""
     if value is None:
         return None
     try:
         _reject_nul(value)
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return _JSON_ENCODER.encode(value)
     except ValidationError as exc:
         exc.context["field"] = name
         raise

@@ -109,8 +109,10 @@ class IdempotencyStats:
 
 
 def _record(row: Row) -> IdempotencyRecord:
-    created_at = to_datetime(row[7])
-    expires_at = to_datetime(row[9])
+    created_at, completed_at, expires_at, lease_expires_at = row[7], row[8], row[9], row[10]
+    if not isinstance(created_at, datetime):  # SQLite: ISO text (PostgreSQL: datetimes)
+        created_at, completed_at = to_datetime(created_at), to_datetime(completed_at)
+        expires_at, lease_expires_at = to_datetime(expires_at), to_datetime(lease_expires_at)
     assert created_at is not None and expires_at is not None
     return IdempotencyRecord(
         id=int(row[1]),
@@ -120,9 +122,9 @@ def _record(row: Row) -> IdempotencyRecord:
         result_data=row[5],
         created_by=row[6],
         created_at=created_at,
-        completed_at=to_datetime(row[8]),
+        completed_at=completed_at,
         expires_at=expires_at,
-        lease_expires_at=to_datetime(row[10]),
+        lease_expires_at=lease_expires_at,
     )
 
 
@@ -219,9 +221,10 @@ class IdempotencyPlans:
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
+        self._default_ttl = seconds_arg("ttl", settings.default_ttl)
 
     def _ttl(self, ttl: timedelta | float | None) -> float:
-        seconds = seconds_arg("ttl", ttl if ttl is not None else self.settings.default_ttl)
+        seconds = self._default_ttl if ttl is None else seconds_arg("ttl", ttl)
         assert seconds is not None
         return seconds
 

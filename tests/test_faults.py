@@ -482,8 +482,9 @@ def test_timeouts_inside_governance_functions_are_concurrency_errors_with_contex
         ctx = err.context
         assert ctx["sqlstate"] == sqlstate and ctx["reason"] == reason, ctx
         assert ctx["call"] == "idempotency.check_and_record", ctx
-        # Where it waited: inside the governance function, not in the wrapper.
-        assert "governance._idempotency_acquire" in ctx["where"], ctx
+        # Where it waited: on the claiming INSERT inside the governance function (its first
+        # claim attempt, or the slow path's), not in the wrapper.
+        assert 'relation "idempotency_record"' in ctx["where"], ctx
         assert "governance.check_and_record" in ctx["where"], ctx
 
     if mode == "sync":
