@@ -7,7 +7,8 @@ snapshot of it. At most one record per (model, object, type) is open. The workfl
 QUARANTINED -> UNDER_REVIEW -> RESOLVED (REPAIRED, DISCARDED or FALSE_POSITIVE); resolving needs
 ``governance_admin`` (on SQLite, a context with ``superuser=True``) and every transition is
 written to the audit trail as model ``governance.quarantine_record`` (object_id = the record's
-id; a scan writes one row for all the records it created, their ids in ``extra.record_ids``).
+id; a scan writes one row for all the records it created, their ids in
+``extra.record_id_ranges`` as ``[first, last]`` pairs of consecutive ids).
 
 The plans below are shared by the sync (:class:`Quarantine`) and async (:class:`AsyncQuarantine`)
 namespaces; every method is one SQL function call.

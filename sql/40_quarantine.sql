@@ -2,7 +2,8 @@
 -- workflow (QUARANTINED -> UNDER_REVIEW -> RESOLVED). Every transition is written to the audit
 -- trail (governance.log_operation) as model 'governance.quarantine_record': one row per
 -- quarantine_data, review and resolution (object_id = the record's id), one row per scan that
--- created records (object_id NULL, the record ids in extra.record_ids).
+-- created records (object_id NULL; the record ids in extra.record_id_ranges, as [first, last]
+-- pairs of consecutive ids: exact, and a few bytes however many records a scan created).
 --
 -- Row identity: a quarantined row's object_id is its primary key in text form, as
 -- governance.row_object_id computes it from the row's JSON (the same text the audit trail's
@@ -467,7 +468,8 @@ $$;
 --      this type, or one resolved as FALSE_POSITIVE, are skipped, so scanning again adds
 --      nothing; a race with another writer is settled by the unique index (see below).
 --   3. One audit row for the scan (operation CREATE, object_id NULL) lists the records it
---      created in extra.record_ids: an audit row per record would cost more than the scan.
+--      created in extra.record_id_ranges: an audit row per record would cost more than the
+--      scan, and a list of 10,000 ids cost a twentieth of it.
 CREATE OR REPLACE FUNCTION governance._quarantine_scan(p_scanner text, p_table regclass,
                                                        p_keys text[], p_corruption_type text,
                                                        p_rows_sql text, p_reason_sql text)
@@ -478,7 +480,7 @@ DECLARE
     v_model text := governance._model_name(p_table);
     v_actor text := governance._quarantine_actor();
     v_count bigint;
-    v_record_ids jsonb;
+    v_record_id_ranges jsonb;
     -- Plain INSERT first: ON CONFLICT's speculative insertion costs a fifth more per row.
     v_insert text := $q$
         WITH ins AS (
@@ -496,22 +498,28 @@ DECLARE
             %s
             RETURNING q.id
         )
-        SELECT count(*), jsonb_agg(ins.id ORDER BY ins.id) FROM ins $q$;
+        SELECT coalesce(sum(r.n), 0), jsonb_agg(jsonb_build_array(r.first, r.last) ORDER BY r.first)
+          FROM (SELECT min(x.id) AS first, max(x.id) AS last, count(*) AS n
+                  FROM (SELECT ins.id, ins.id - row_number() OVER (ORDER BY ins.id) AS run
+                          FROM ins) x
+                 GROUP BY x.run) r $q$;
 BEGIN
+    -- The object id is read from the snapshot (which has every column), so each suspect row
+    -- is turned into JSON once. OFFSET 0 keeps the inner SELECT a subquery (pulled up, its
+    -- JSON would be built again for the id) and leaves it free to run in parallel.
     EXECUTE format('CREATE TEMP TABLE governance_scan ON COMMIT DROP AS '
-                   'SELECT governance.row_object_id(%s, %L) AS object_id, %s AS snapshot, '
-                   '%s AS reason FROM %s',
-                   governance._row_json_sql(p_table, 'c', p_keys), p_keys,
-                   governance._row_json_sql(p_table, 'c'), p_reason_sql, p_rows_sql);
+                   'SELECT governance.row_object_id(s.snapshot, %L) AS object_id, s.snapshot, '
+                   's.reason FROM (SELECT %s AS snapshot, %s AS reason FROM %s OFFSET 0) s',
+                   p_keys, governance._row_json_sql(p_table, 'c'), p_reason_sql, p_rows_sql);
     BEGIN
-        EXECUTE format(v_insert, '') INTO v_count, v_record_ids
+        EXECUTE format(v_insert, '') INTO v_count, v_record_id_ranges
         USING v_model, p_corruption_type, v_actor;
     EXCEPTION WHEN unique_violation THEN
         -- Another transaction stored one of these objects after our snapshot (a concurrent
         -- scan or quarantine_data): insert again, leaving whatever is open by now alone.
         EXECUTE format(v_insert, 'ON CONFLICT (model_name, object_id, corruption_type) '
                                  'WHERE status <> ''RESOLVED'' DO NOTHING')
-        INTO v_count, v_record_ids
+        INTO v_count, v_record_id_ranges
         USING v_model, p_corruption_type, v_actor;
     END;
     DROP TABLE pg_temp.governance_scan;
@@ -521,7 +529,7 @@ BEGIN
             jsonb_build_object('action', 'scan', 'scanner', p_scanner,
                                'quarantined_model', v_model,
                                'corruption_type', p_corruption_type, 'count', v_count,
-                               'record_ids', v_record_ids),
+                               'record_id_ranges', v_record_id_ranges),
             NULL);
     END IF;
     RETURN v_count;

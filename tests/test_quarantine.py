@@ -371,8 +371,10 @@ def test_scan_orphans_quarantines_missing_parents_once(gov: Any, tables: Backend
         "quarantined_model": model(tables, "entry"),
         "corruption_type": "ORPHANED_RECORD",
         "count": 2,
-        "record_ids": [r.id for r in found],
+        # the two records of one INSERT have consecutive ids: one [first, last] pair
+        "record_id_ranges": [[found[0].id, found[1].id]],
     }
+    assert found[1].id == found[0].id + 1
 
 
 def test_rescans_skip_open_and_false_positive_records_only(gov: Any, tables: Backend) -> None:

@@ -301,10 +301,21 @@ def _scan(
                 "quarantined_model": table,
                 "corruption_type": corruption_type,
                 "count": len(record_ids),
-                "record_ids": sorted(record_ids),
+                "record_id_ranges": _id_ranges(record_ids),
             },
         )
     return [(len(record_ids),)]
+
+
+def _id_ranges(ids: list[int]) -> list[list[int]]:
+    """[first, last] pairs of consecutive ids, as governance._quarantine_scan writes them."""
+    ranges: list[list[int]] = []
+    for record_id in sorted(ids):
+        if ranges and ranges[-1][1] == record_id - 1:
+            ranges[-1][1] = record_id
+        else:
+            ranges.append([record_id, record_id])
+    return ranges
 
 
 def _prefix(reason: str | None, detail: str) -> str:
