@@ -12,16 +12,18 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import psycopg
 import psycopg_pool
 
 import pygov
 import pygov.aio
 from bench.common import BenchServer, Result, throughput
+from pygov._asyncpg import asyncpg_dsn
 
 SECONDS = 8.0  # per side and configuration, in ROUNDS alternating rounds
 ROUNDS = 4
@@ -119,7 +121,15 @@ def _pg(server: BenchServer) -> list[Result]:
             )
         gov.close()
         pool.close()
-        async_16 = asyncio.run(_async_throughput(dsn, 16, SECONDS / 2, run_id))
+        async_16, async_bare = asyncio.run(_async_pair(dsn, 16, SECONDS, run_id))
+        results.append(
+            Result(
+                "check_and_record, new keys, 16 callers [PG, asyncpg]",
+                async_16,
+                async_bare,
+                "ops/s",
+            )
+        )
         results.append(
             Result(
                 "check_and_record, new keys, 16 callers: async vs sync",
@@ -131,34 +141,60 @@ def _pg(server: BenchServer) -> list[Result]:
     return results
 
 
-async def _async_throughput(dsn: str, callers: int, seconds: float, run_id: str) -> float:
-    agov = await pygov.aio.connect(dsn, pool_min_size=callers, pool_max_size=callers)
+async def _async_rate(
+    callers: int, seconds: float, op: Callable[[int, int], Awaitable[object]]
+) -> float:
+    """``op(caller, i)`` from ``callers`` tasks for ``seconds``; operations per second."""
     counts = [0] * callers
     stop = asyncio.Event()
 
     async def caller(c: int) -> None:
         i = 0
         while not stop.is_set():
-            await agov.idempotency.check_and_record("fee", f"{run_id}a-{c}-{i}", {"entry_id": 1})
+            await op(c, i)
             i += 1
         counts[c] = i
 
+    started = time.perf_counter()
+    tasks = [asyncio.create_task(caller(c)) for c in range(callers)]
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.gather(*tasks)
+    return sum(counts) / (time.perf_counter() - started)
+
+
+async def _async_pair(dsn: str, callers: int, seconds: float, run_id: str) -> tuple[float, float]:
+    """check_and_record through pygov.aio against the bare INSERT through asyncpg itself, new
+    keys, in alternating rounds: (pygov, bare) medians."""
+    agov = await pygov.aio.connect(dsn, pool_min_size=callers, pool_max_size=callers)
+    apool = await asyncpg.create_pool(asyncpg_dsn(dsn), min_size=callers, max_size=callers)
+
+    def ours(prefix: str) -> Callable[[int, int], Awaitable[object]]:
+        async def op(c: int, i: int) -> None:
+            await agov.idempotency.check_and_record("fee", f"{prefix}-{c}-{i}", {"entry_id": 1})
+
+        return op
+
+    def bare(prefix: str) -> Callable[[int, int], Awaitable[object]]:
+        async def op(c: int, i: int) -> None:
+            await apool.execute(
+                BASELINE_INSERT, "fee", f"{prefix}-{c}-{i}", '{"entry_id": 1}', "bench"
+            )
+
+        return op
+
+    our_rates: list[float] = []
+    bare_rates: list[float] = []
     with agov.context(user="bench", service="bench"):
-        warm = [asyncio.create_task(caller(c)) for c in range(callers)]
-        await asyncio.sleep(0.5)
-        stop.set()
-        await asyncio.gather(*warm)
-        stop.clear()
-        counts = [0] * callers
-        run_id += "m"
-        started = time.perf_counter()
-        tasks = [asyncio.create_task(caller(c)) for c in range(callers)]
-        await asyncio.sleep(seconds)
-        stop.set()
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - started
+        await _async_rate(callers, 0.5, ours(f"w{run_id}ao"))
+        await _async_rate(callers, 0.5, bare(f"w{run_id}ab"))
+        for r in range(ROUNDS):
+            pair = [(our_rates, ours(f"{run_id}r{r}ao")), (bare_rates, bare(f"{run_id}r{r}ab"))]
+            for rates, op in pair if r % 2 == 0 else pair[::-1]:
+                rates.append(await _async_rate(callers, seconds / ROUNDS, op))
+    await apool.close()
     await agov.close()
-    return sum(counts) / elapsed
+    return statistics.median(our_rates), statistics.median(bare_rates)
 
 
 def _sqlite() -> list[Result]:
