@@ -11,7 +11,8 @@
 -- governance.apply_context(p_context): install the wrapper's governance context as
 -- transaction-local settings, so that triggers fired later in the same transaction see it.
 -- NULL leaves the settings alone (a DBA's psql session, or a caller who set them already).
--- check_and_record carries an inlined copy of this statement (its hot path): keep them in step.
+-- check_and_record installs the same settings inside its claiming INSERT (its hot path): keep
+-- the two in step.
 CREATE OR REPLACE FUNCTION governance.apply_context(p_context jsonb)
 RETURNS void
 LANGUAGE plpgsql

@@ -45,6 +45,32 @@ def test_psql_write_without_context_is_recorded_with_its_role(pg_dsn: str, item:
     assert rows == [("CREATE", None, "postgres"), ("UPDATE", None, "governance_app")]
 
 
+@pytest.mark.parametrize("first_call", [True, False], ids=["new-key", "duplicate"])
+def test_context_given_to_check_and_record_reaches_later_audited_writes(
+    pg_dsn: str, item: str, first_call: bool
+) -> None:
+    # A DBA's transaction: check_and_record installs its context (on its one-INSERT fast path
+    # and on the duplicate path alike), and the audit trigger of the next write reads it.
+    if not first_call:
+        sql(pg_dsn, "SELECT * FROM governance.check_and_record('fee', 'k-ctx')")
+    context = {"user": "alice", "service": "billing", "ip": "10.0.0.7", "request_id": "r-1"}
+    with psycopg.connect(pg_dsn) as conn:
+        [(outcome,)] = conn.execute(
+            "SELECT outcome FROM governance.check_and_record('fee', 'k-ctx', NULL, NULL, NULL,"
+            " %s::jsonb)",
+            (json.dumps(context),),
+        ).fetchall()
+        conn.execute("INSERT INTO public.item VALUES (7, 1)")
+        conn.commit()
+    assert outcome == ("RECORDED" if first_call else "DUPLICATE")
+    rows = sql(
+        pg_dsn,
+        "SELECT user_name, source_service, host(ip_address), request_id FROM "
+        "governance.audit_trail WHERE model_name = 'public.item' AND operation = 'CREATE'",
+    )
+    assert rows == [("alice", "billing", "10.0.0.7", "r-1")]
+
+
 def test_app_role_writes_audited_tables_but_cannot_insert_into_the_trail(
     pg_dsn: str, item: str
 ) -> None:
