@@ -43,10 +43,6 @@ class Statement:
     name: str
     sql: str
     sqlite: SqliteImpl | None = None
-    #: Ask psycopg for binary results: cheaper to parse (timestamps above all). Only for
-    #: statements whose columns are all built-in types; an unregistered type (a composite, an
-    #: enum) would come back as bytes instead of text. asyncpg always reads binary.
-    binary_results: bool = False
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is slower, on every call
@@ -168,8 +164,12 @@ def json_arg(name: str, value: Any) -> str | None:
     if value is None:
         return None
     try:
-        _reject_nul(value)
-        return _JSON_ENCODER.encode(value)
+        text = _JSON_ENCODER.encode(value)
+        # The encoder writes every NUL as \u0000, so the walk (which names the path) only
+        # runs when that text appears: on every call it cost as much as the encoding.
+        if "\\u0000" in text:
+            _reject_nul(value)
+        return text
     except ValidationError as exc:
         exc.context["field"] = name
         raise

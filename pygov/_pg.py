@@ -68,10 +68,9 @@ class PgBackend:
         conn: psycopg.Connection[Any],
         sql: str,
         args: tuple[Any, ...],
-        binary: bool = False,
     ) -> list[Row]:
         with psycopg.RawCursor(conn) as cur:
-            cur.execute(sql, args, binary=binary)
+            cur.execute(sql, args)
             # pgresult.nfields, not cur.description: the description builds a Column object per
             # column on every call, which costs more than the rest of the wrapper together.
             result = cur.pgresult
@@ -89,9 +88,9 @@ class PgBackend:
     def fetch(self, statement: Statement, args: tuple[Any, ...], conn: Any = None) -> list[Row]:
         try:
             if conn is not None:
-                return self._execute(conn, statement.sql, args, statement.binary_results)
+                return self._execute(conn, statement.sql, args)
             with self._pool.connection() as pooled:
-                return self._execute(pooled, statement.sql, args, statement.binary_results)
+                return self._execute(pooled, statement.sql, args)
         except GovernanceError:
             raise
         except Exception as exc:

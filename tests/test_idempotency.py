@@ -41,6 +41,31 @@ def test_first_call_records_and_repeat_is_duplicate(gov: Any, backend: Backend) 
     assert count_records(backend, "journal_entry") == 1
 
 
+def test_returned_record_is_the_stored_record(gov: Any) -> None:
+    """check_and_record does not read back what the caller sent (see CHECK_AND_RECORD): the
+    record it builds must still equal the stored one, for a new key, a duplicate and the
+    replacement of an expired record."""
+    data = {"entry_id": 7, "lines": [{"account": "4000", "amount": "12.50"}], "note": "é ✓"}
+    with gov.context(user="alice", service="billing"):
+        recorded = gov.idempotency.check_and_record("journal_entry", "fee-é", data)
+        duplicate = gov.idempotency.check_and_record("journal_entry", "fee-é", {"other": 1})
+        gov.idempotency.check_and_record("journal_entry", "short", None, ttl=0.05)
+        time.sleep(0.1)
+        replaced = gov.idempotency.check_and_record("journal_entry", "short", [1, 2])
+    assert recorded.is_duplicate is False and duplicate.is_duplicate is True
+    assert replaced.is_duplicate is False
+    stored = gov.idempotency.get("journal_entry", "fee-é")
+    assert recorded.record == stored == duplicate.record
+    assert recorded.data == data == duplicate.data
+    assert recorded.record.created_by == "alice"
+    assert recorded.record.completed_at == recorded.record.created_at
+    assert recorded.record.lease_expires_at is None
+    assert replaced.record == gov.idempotency.get("journal_entry", "short")
+    assert replaced.data == [1, 2]
+    # A fresh object, decoded from what was stored, as a duplicate gets: not the caller's.
+    assert recorded.data is not data
+
+
 def test_same_key_in_other_operation_type_is_independent(gov: Any) -> None:
     assert not gov.idempotency.check_and_record("a", "k", 1).is_duplicate
     assert not gov.idempotency.check_and_record("b", "k", 2).is_duplicate
