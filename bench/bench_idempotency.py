@@ -25,8 +25,8 @@ import pygov.aio
 from bench.common import BenchServer, Result, throughput
 from pygov._asyncpg import asyncpg_dsn
 
-SECONDS = 8.0  # per side and configuration, in ROUNDS alternating rounds
-ROUNDS = 4
+SECONDS = 16.0  # per side and configuration, in ROUNDS alternating rounds
+ROUNDS = 8
 
 # An equivalent table: the same columns, defaults, constraints and indexes as
 # governance.idempotency_record (LIKE ... INCLUDING ALL), outside the governance schema.

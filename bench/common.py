@@ -36,6 +36,22 @@ class Result:
         return self.pygov / self.baseline if self.baseline else float("nan")
 
 
+def _pin_server_and_client() -> None:
+    """Server on CPU 0, this process (the clients) on CPU 1: as when the application and the
+    database run on different machines. Backends forked later inherit the server's CPU."""
+    if len(os.sched_getaffinity(0)) < 2:
+        raise RuntimeError("PYGOV_BENCH_PIN needs at least 2 CPUs")
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    if "(postgres)" in stat.read():
+                        os.sched_setaffinity(int(pid), {0})
+            except OSError:
+                continue
+    os.sched_setaffinity(0, {1})
+
+
 class BenchServer:
     """A PostgreSQL server for the run: ``PYGOV_BENCH_DSN``, else an embedded one."""
 
@@ -48,6 +64,8 @@ class BenchServer:
             # Default durability (fsync on): the figures are what a real deployment sees.
             self._embedded = EmbeddedPostgres({"max_connections": "200", "shared_buffers": "256MB"})
             dsn = self._embedded.start()
+            if os.environ.get("PYGOV_BENCH_PIN"):
+                _pin_server_and_client()
         self.admin_dsn = dsn
 
     def dsn(self, database: str) -> str:
