@@ -223,9 +223,11 @@ BEGIN
         IF FOUND THEN
             RETURN;
         END IF;
+        -- A conflict: the INSERT's VALUES row, built before the conflict was found, has
+        -- installed the context already.
+    ELSE
+        PERFORM governance.apply_context(p_context);
     END IF;
-    -- The slow path: install the context itself (the INSERT above may not have run).
-    PERFORM governance.apply_context(p_context);
     RETURN NEXT governance._idempotency_acquire(p_operation_type, p_idempotency_key, false,
                                                 p_result_data, p_ttl, NULL, p_payload);
 END
