@@ -38,14 +38,16 @@ $$;
 
 -- governance.payload_hash(payload): canonical SHA-256 of a payload. jsonb's text form is
 -- canonical (key order and whitespace are normalised), so equal payloads hash equally.
+-- STRICT: convert_to is STABLE, so this IMMUTABLE function is never inlined and each call runs
+-- as a SQL function; strict, a NULL payload (most calls) skips the call altogether.
 CREATE OR REPLACE FUNCTION governance.payload_hash(p_payload jsonb)
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
+STRICT
 PARALLEL SAFE
-AS $$ SELECT CASE WHEN p_payload IS NULL THEN NULL
-                  ELSE pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
-                           p_payload::text, 'UTF8')), 'hex') END $$;
+AS $$ SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(p_payload::text, 'UTF8')),
+                               'hex') $$;
 
 -- governance._idempotency_check_args: the validation every entry point shares (GV002).
 CREATE OR REPLACE FUNCTION governance._idempotency_check_args(p_operation_type text,

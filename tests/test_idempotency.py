@@ -308,6 +308,24 @@ def test_sql_key_functions_match_python(pg_gov: pygov.Governance, pg_dsn: str) -
             assert sm == keys.stock_movement(*case)
 
 
+def test_sql_payload_hash_is_canonical_and_null_for_no_payload(pg_dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_dsn) as conn:
+        row = conn.execute(
+            "SELECT governance.payload_hash(NULL),"
+            " governance.payload_hash('{\"a\": 1, \"b\": [1, 2]}'),"
+            " governance.payload_hash('{\"b\":[1,2],   \"a\":1}'),"
+            " governance.payload_hash('{\"a\": 1, \"b\": [2, 1]}')"
+        ).fetchone()
+    assert row is not None
+    no_payload, first, reordered, other = row
+    assert no_payload is None
+    assert first == reordered
+    assert len(first) == 64 and int(first, 16) >= 0
+    assert other != first
+
+
 def test_connect_ttl_option_sets_the_default(pg_dsn: str) -> None:
     gov = pygov.connect(pg_dsn, default_ttl=timedelta(minutes=5))
     try:
