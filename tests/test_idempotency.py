@@ -314,9 +314,9 @@ def test_sql_payload_hash_is_canonical_and_null_for_no_payload(pg_dsn: str) -> N
     with psycopg.connect(pg_dsn) as conn:
         row = conn.execute(
             "SELECT governance.payload_hash(NULL),"
-            " governance.payload_hash('{\"a\": 1, \"b\": [1, 2]}'),"
-            " governance.payload_hash('{\"b\":[1,2],   \"a\":1}'),"
-            " governance.payload_hash('{\"a\": 1, \"b\": [2, 1]}')"
+            ' governance.payload_hash(\'{"a": 1, "b": [1, 2]}\'),'
+            ' governance.payload_hash(\'{"b":[1,2],   "a":1}\'),'
+            ' governance.payload_hash(\'{"a": 1, "b": [2, 1]}\')'
         ).fetchone()
     assert row is not None
     no_payload, first, reordered, other = row
