@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import psycopg
@@ -60,6 +61,24 @@ def _pg(server: BenchServer) -> list[Result]:
                     psycopg.RawCursor(conn).execute(
                         BASELINE_INSERT, ("fee", key, '{"entry_id": 1}', "bench")
                     )
+
+            return op
+
+        kept_cursors: dict[int, psycopg.RawCursor[Any]] = {}
+
+        def bare_kept(prefix: str, repeated: bool) -> Callable[[int, int], None]:
+            # The same INSERT written as tightly as pygov's own calls: getconn/putconn and one
+            # cursor kept per connection (see _pg.PooledConnection).
+            def op(client: int, i: int) -> None:
+                key = f"{prefix}-{client}-{0 if repeated else i}"
+                conn = pool.getconn()
+                try:
+                    cur = kept_cursors.get(id(conn))
+                    if cur is None:
+                        cur = kept_cursors[id(conn)] = psycopg.RawCursor(conn)
+                    cur.execute(BASELINE_INSERT, ("fee", key, '{"entry_id": 1}', "bench"))
+                finally:
+                    pool.putconn(conn)
 
             return op
 
@@ -111,6 +130,25 @@ def _pg(server: BenchServer) -> list[Result]:
                             passed,
                         )
                     )
+            # Informational: against the INSERT sent the way pygov sends its statements.
+            throughput(16, 0.5, bare_kept(f"w{run_id}k", False))
+            kept_rates: list[float] = []
+            governed_rates: list[float] = []
+            for r in range(ROUNDS):
+                pair = [
+                    (kept_rates, bare_kept(f"{run_id}r{r}k", False), False),
+                    (governed_rates, governed(f"{run_id}r{r}gk", False), True),
+                ]
+                for rates, op, inherit in pair if r % 2 == 0 else pair[::-1]:
+                    rates.append(throughput(16, SECONDS / ROUNDS, op, inherit_context=inherit))
+            results.append(
+                Result(
+                    "check_and_record, new keys, 16 clients vs bare INSERT on kept cursors [PG]",
+                    statistics.median(governed_rates),
+                    statistics.median(kept_rates),
+                    "ops/s",
+                )
+            )
             # The workers ran inside the caller's governance context, as the baseline's rows
             # carry created_by: check that it reached the records.
             sample = gov.idempotency.get("fee", f"{run_id}r0g16new-0-0")

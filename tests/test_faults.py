@@ -355,6 +355,46 @@ def test_killed_while_combined_adjustments_wait_every_movement_applies_once(
         gov.close()
 
 
+# --- the cursor a pooled connection keeps ---------------------------------------------------
+
+
+def _only_connection(gov: pygov.Governance) -> Any:
+    """The single connection of a pool of size 1 (handed back at once)."""
+    pool = gov._backend._pool  # type: ignore[attr-defined]
+    conn = pool.getconn()
+    pool.putconn(conn)
+    return conn
+
+
+def test_pooled_connection_keeps_one_cursor_but_not_after_an_error_or_a_large_result(
+    pg_dsn: str,
+) -> None:
+    gov = pygov.connect(pg_dsn, pool_min_size=1, pool_max_size=1)
+    try:
+        gov.idempotency.check_and_record("cursor", "a", {"n": 1}, payload={"n": 1})
+        kept = _only_connection(gov).raw_cursor
+        assert kept is not None
+        gov.idempotency.check_and_record("cursor", "b", {"n": 2})
+        assert _only_connection(gov).raw_cursor is kept
+        # A failed statement drops the cursor; the next call gets a new one and works.
+        with pytest.raises(pygov.errors.IdempotencyPayloadMismatchError):
+            gov.idempotency.check_and_record("cursor", "a", {"n": 1}, payload={"n": 2})
+        assert _only_connection(gov).raw_cursor is None
+        again = gov.idempotency.check_and_record("cursor", "a", {"n": 1}, payload={"n": 1})
+        assert again.is_duplicate and again.data == {"n": 1}
+        assert _only_connection(gov).raw_cursor not in (None, kept)
+        # A result of many rows is not kept alive by an idle connection.
+        for i in range(150):
+            gov.idempotency.check_and_record(f"cursor-{i}", "k")
+        stats = gov.idempotency.stats()
+        assert len(stats) == 151
+        assert _only_connection(gov).raw_cursor is None
+        assert gov.idempotency.get("cursor", "b") is not None
+        assert _only_connection(gov).raw_cursor is not None
+    finally:
+        gov.close()
+
+
 # --- idle pooled connections killed under the pool's feet -----------------------------------
 
 
