@@ -51,9 +51,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def to_jsonable(value: Any) -> Any:
-    """Plain JSON values from pygov results (dataclasses, datetimes, decimals, tuples)."""
+    """Plain JSON values from pygov results (dataclasses, named tuples, datetimes, decimals...)."""
     if is_dataclass(value) and not isinstance(value, type):
         return {k: to_jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # named tuples (records)
+        return {k: to_jsonable(v) for k, v in value._asdict().items()}
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

@@ -51,9 +51,12 @@ MAX_OPERATION_TYPE_LENGTH = 100
 CLAIM_MONITOR_NAME = "idempotency.claim"
 
 
-@dataclass(frozen=True, slots=True)
-class IdempotencyRecord:
-    """One stored idempotency record (the holder token is never part of it)."""
+class IdempotencyRecord(NamedTuple):
+    """One stored idempotency record (the holder token is never part of it).
+
+    A named tuple, immutable like the frozen dataclass it was: every ``check_and_record`` builds
+    one, and the dataclass's field-by-field ``__init__`` cost a twentieth of the 16-client
+    throughput. ``record._asdict()`` gives its fields as a dict."""
 
     id: int
     operation_type: str

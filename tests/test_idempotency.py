@@ -66,6 +66,19 @@ def test_returned_record_is_the_stored_record(gov: Any) -> None:
     assert recorded.data is not data
 
 
+def test_record_is_immutable_and_gives_its_fields_as_a_dict(gov: Any) -> None:
+    record = gov.idempotency.check_and_record("frozen", "k", {"v": 1}).record
+    with pytest.raises(AttributeError):
+        record.status = "IN_PROGRESS"
+    fields = record._asdict()
+    assert fields["status"] == "COMPLETED" and fields["result_data"] == {"v": 1}
+    assert list(fields) == [
+        "id", "operation_type", "idempotency_key", "status", "result_data", "created_by",
+        "created_at", "completed_at", "expires_at", "lease_expires_at",
+    ]  # fmt: skip
+    assert gov.idempotency.get("frozen", "k") == record
+
+
 def test_same_key_in_other_operation_type_is_independent(gov: Any) -> None:
     assert not gov.idempotency.check_and_record("a", "k", 1).is_duplicate
     assert not gov.idempotency.check_and_record("b", "k", 2).is_duplicate
