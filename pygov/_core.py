@@ -130,7 +130,7 @@ def text_arg(name: str, value: Any, *, max_length: int = 255, required: bool = T
         )
     if "\x00" in value:
         raise ValidationError(f"{name} cannot contain NUL characters", {"field": name})
-    if required and not value.strip():
+    if required and (not value or value.isspace()):  # isspace(): strip() copies the string
         raise ValidationError(f"{name} cannot be empty", {"field": name})
     if len(value) > max_length:
         raise ValidationError(
