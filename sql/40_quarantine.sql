@@ -458,6 +458,19 @@ AS $$
              GROUP BY (a.i - 1) / 50) x
 $$;
 
+-- governance._id_ranges(ids): the runs of consecutive ids, as [[first, last], ...] in order.
+CREATE OR REPLACE FUNCTION governance._id_ranges(p_ids bigint[])
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT jsonb_agg(jsonb_build_array(r.first, r.last) ORDER BY r.first)
+      FROM (SELECT min(x.id) AS first, max(x.id) AS last
+              FROM (SELECT u.id, u.id - row_number() OVER (ORDER BY u.id) AS run
+                      FROM pg_catalog.unnest(p_ids) AS u(id)) x
+             GROUP BY x.run) r
+$$;
+
 -- governance._quarantine_scan(scanner, table, keys, corruption_type, rows_sql, reason_sql):
 -- the set-based core of every scanner. rows_sql is `<table> AS c WHERE ...` (built with
 -- format('%I')), reason_sql an expression over c.
@@ -480,6 +493,9 @@ DECLARE
     v_model text := governance._model_name(p_table);
     v_actor text := governance._quarantine_actor();
     v_count bigint;
+    v_first_id bigint;
+    v_last_id bigint;
+    v_ids bigint[];
     v_record_id_ranges jsonb;
     -- Plain INSERT first: ON CONFLICT's speculative insertion costs a fifth more per row.
     v_insert text := $q$
@@ -498,11 +514,7 @@ DECLARE
             %s
             RETURNING q.id
         )
-        SELECT coalesce(sum(r.n), 0), jsonb_agg(jsonb_build_array(r.first, r.last) ORDER BY r.first)
-          FROM (SELECT min(x.id) AS first, max(x.id) AS last, count(*) AS n
-                  FROM (SELECT ins.id, ins.id - row_number() OVER (ORDER BY ins.id) AS run
-                          FROM ins) x
-                 GROUP BY x.run) r $q$;
+        SELECT count(*), min(ins.id), max(ins.id), array_agg(ins.id) FROM ins $q$;
 BEGIN
     -- The object id is read from the snapshot (which has every column), so each suspect row
     -- is turned into JSON once. OFFSET 0 keeps the inner SELECT a subquery (pulled up, its
@@ -512,17 +524,24 @@ BEGIN
                    's.reason FROM (SELECT %s AS snapshot, %s AS reason FROM %s OFFSET 0) s',
                    p_keys, governance._row_json_sql(p_table, 'c'), p_reason_sql, p_rows_sql);
     BEGIN
-        EXECUTE format(v_insert, '') INTO v_count, v_record_id_ranges
+        EXECUTE format(v_insert, '') INTO v_count, v_first_id, v_last_id, v_ids
         USING v_model, p_corruption_type, v_actor;
     EXCEPTION WHEN unique_violation THEN
         -- Another transaction stored one of these objects after our snapshot (a concurrent
         -- scan or quarantine_data): insert again, leaving whatever is open by now alone.
         EXECUTE format(v_insert, 'ON CONFLICT (model_name, object_id, corruption_type) '
                                  'WHERE status <> ''RESOLVED'' DO NOTHING')
-        INTO v_count, v_record_id_ranges
+        INTO v_count, v_first_id, v_last_id, v_ids
         USING v_model, p_corruption_type, v_actor;
     END;
     DROP TABLE pg_temp.governance_scan;
+    -- One INSERT numbers its rows in a row unless a concurrent one took ids in between: then
+    -- (only then) sort the ids into runs.
+    v_record_id_ranges := CASE
+        WHEN v_count = 0 THEN NULL
+        WHEN v_last_id - v_first_id + 1 = v_count
+            THEN jsonb_build_array(jsonb_build_array(v_first_id, v_last_id))
+        ELSE governance._id_ranges(v_ids) END;
     IF v_count > 0 THEN
         PERFORM governance.log_operation(
             'governance.quarantine_record', NULL, 'CREATE', governance.ctx('service'), NULL, NULL,

@@ -6,6 +6,7 @@ import multiprocessing
 from typing import Any
 
 import psycopg
+import pytest
 
 import pygov
 
@@ -120,5 +121,63 @@ def test_sqlite_memory_database_migrates_and_works() -> None:
         assert gov.migrate().applied == []
         assert not gov.idempotency.check_and_record("op", "k").is_duplicate
         assert gov.idempotency.check_and_record("op", "k").is_duplicate
+    finally:
+        gov.close()
+
+
+def _migrate_up_to(dsn: str, last: str) -> None:
+    """What an older pygov left behind: the migrations up to ``last``, then its sql/."""
+    from yoyo import get_backend, read_migrations
+
+    from pygov._resources import migrations_dir
+    from pygov.migrate import yoyo_uri
+
+    backend = get_backend(yoyo_uri(dsn))
+    try:
+        migrations = read_migrations(str(migrations_dir("postgres")))
+        with backend.lock():
+            backend.apply_migrations(backend.to_apply(migrations.filter(lambda m: m.id <= last)))
+            backend.run_post_apply(migrations)
+    finally:
+        backend.connection.close()
+
+
+def test_quarantine_keys_migration_keeps_records_and_their_rules(empty_pg_dsn: str) -> None:
+    _migrate_up_to(empty_pg_dsn, "0006_stock")
+    long_model = "é" * 255  # 510 bytes, 255 characters: allowed before and after
+    gov = pygov.connect(empty_pg_dsn, pool_min_size=0)
+    try:
+        with gov.context(user="root", superuser=True):
+            before = [
+                gov.quarantine.quarantine_data("public.ledger", "7", "OTHER", "before"),
+                gov.quarantine.quarantine_data(long_model, "ünï", "OTHER", "before"),
+                gov.quarantine.quarantine_data("public.ledger", "8", "OTHER", "before"),
+            ]
+            gov.quarantine.resolve(before[2], "checked", "FALSE_POSITIVE")
+            assert gov.migrate().applied == ["0007_quarantine_keys"]
+            # The open records are still the open records: quarantining again finds them.
+            assert gov.quarantine.quarantine_data("public.ledger", "7", "OTHER", "x") == before[0]
+            assert gov.quarantine.quarantine_data(long_model, "ünï", "OTHER", "x") == before[1]
+            reopened = gov.quarantine.quarantine_data("public.ledger", "8", "OTHER", "again")
+            assert reopened not in before
+            with pytest.raises(pygov.errors.ValidationError):
+                gov.quarantine.quarantine_data("é" * 256, "1", "OTHER", "too long")
+        with psycopg.connect(empty_pg_dsn) as conn:
+            rows = conn.execute("SELECT id FROM governance.open_quarantine ORDER BY id").fetchall()
+            open_ids = [r[0] for r in rows]
+            assert open_ids == [before[0], before[1], reopened]
+            # The table's own checks, below the wrapper's validation, count characters.
+            for model, ok in ((long_model, True), ("é" * 256, False), ("", False)):
+                with conn.transaction(force_rollback=True):
+                    insert = (
+                        "INSERT INTO governance.quarantine_record"
+                        " (model_name, object_id, corruption_type, reason)"
+                        " VALUES (%s, 'x', 'OTHER', 'r')"
+                    )
+                    if ok:
+                        conn.execute(insert, (model,))
+                    else:
+                        with pytest.raises(psycopg.errors.CheckViolation):
+                            conn.execute(insert, (model,))
     finally:
         gov.close()

@@ -620,6 +620,33 @@ def test_dba_scans_from_sql_with_their_search_path(pg_gov: pygov.Governance, pg_
     assert rec is not None and rec.resolution == "DISCARDED" and rec.model_name == "acc.entry"
 
 
+def test_scan_audit_lists_exact_id_ranges_when_ids_are_not_consecutive(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        (ranges,) = conn.execute(
+            "SELECT governance._id_ranges(ARRAY[8, 1, 2, 3, 5, 7]::bigint[])"
+        ).fetchone()  # type: ignore[misc]
+        assert ranges == [[1, 3], [5, 5], [7, 8]]
+        # A concurrent INSERT taking ids in between, as a sequence stepping by 2 does.
+        conn.execute("ALTER SEQUENCE governance.quarantine_record_id_seq INCREMENT BY 2")
+        conn.execute("CREATE TABLE fee (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE entry (id int PRIMARY KEY, fee_id int)")
+        conn.execute("INSERT INTO entry VALUES (1, 5), (2, 6), (3, 7)")
+        (count,) = conn.execute(
+            "SELECT governance.scan_orphans('entry', 'fee_id', 'fee')"
+        ).fetchone()  # type: ignore[misc]
+        assert count == 3
+        ids = [
+            r[0] for r in conn.execute("SELECT id FROM governance.quarantine_record ORDER BY id")
+        ]
+        assert ids[1] - ids[0] == 2 and ids[2] - ids[1] == 2
+        (extra,) = conn.execute(
+            "SELECT extra FROM governance.audit_trail"
+            " WHERE model_name = 'governance.quarantine_record'"
+        ).fetchone()  # type: ignore[misc]
+        assert extra["record_id_ranges"] == [[i, i] for i in ids]
+        assert extra["count"] == 3
+
+
 def test_guard_trigger_fires_for_any_client(pg_gov: pygov.Governance, pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute('CREATE TABLE "Odd Table" (id int PRIMARY KEY, qty int)')
