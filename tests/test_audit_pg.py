@@ -362,10 +362,15 @@ def test_hot_queries_use_their_indexes(big_trail: str, query: str, index: str) -
     nodes = plan_nodes(big_trail, query)
     scans = [n for n in nodes if "Scan" in n["Node Type"]]
     assert scans, nodes
-    # Empty partitions (future months) may be scanned sequentially: they have no pages.
+    # Empty partitions (future months) may be scanned sequentially: they have no pages. So may
+    # one that holds a sliver of the trail: near the end of a month, the first hours of the
+    # 30 days fall in the previous month, which only the default partition holds, and reading
+    # a few thousand rows whole is the right plan.
     seq = [n["Relation Name"] for n in scans if n["Node Type"] == "Seq Scan"]
     filled = sql(
-        big_trail, "SELECT relname FROM pg_class WHERE relname = ANY(%s) AND relpages > 0", (seq,)
+        big_trail,
+        "SELECT relname FROM pg_class WHERE relname = ANY(%s) AND reltuples > 10000",
+        (seq,),
     )
     assert filled == [], seq
     # Partitions have their own copies of an index: name the index they belong to.
