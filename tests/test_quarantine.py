@@ -631,20 +631,64 @@ def test_scan_audit_lists_exact_id_ranges_when_ids_are_not_consecutive(pg_dsn: s
         conn.execute("CREATE TABLE fee (id int PRIMARY KEY)")
         conn.execute("CREATE TABLE entry (id int PRIMARY KEY, fee_id int)")
         conn.execute("INSERT INTO entry VALUES (1, 5), (2, 6), (3, 7)")
+        # Another transaction's record in one of the gaps is not the scan's.
+        (last, called) = conn.execute(
+            "SELECT last_value, is_called FROM governance.quarantine_record_id_seq"
+        ).fetchone()  # type: ignore[misc]
+        foreign = (last + 2 if called else last) + 1
+        conn.execute(
+            "INSERT INTO governance.quarantine_record"
+            " (id, model_name, object_id, corruption_type, reason) OVERRIDING SYSTEM VALUE"
+            " VALUES (%s, 'other', '1', 'OTHER', 'by hand')",
+            (foreign,),
+        )
         (count,) = conn.execute(
             "SELECT governance.scan_orphans('entry', 'fee_id', 'fee')"
         ).fetchone()  # type: ignore[misc]
         assert count == 3
         ids = [
-            r[0] for r in conn.execute("SELECT id FROM governance.quarantine_record ORDER BY id")
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM governance.quarantine_record WHERE model_name = 'public.entry'"
+                " ORDER BY id"
+            )
         ]
-        assert ids[1] - ids[0] == 2 and ids[2] - ids[1] == 2
+        assert ids[1] - ids[0] == 2 and ids[2] - ids[1] == 2 and ids[0] < foreign < ids[1]
         (extra,) = conn.execute(
             "SELECT extra FROM governance.audit_trail"
             " WHERE model_name = 'governance.quarantine_record'"
         ).fetchone()  # type: ignore[misc]
         assert extra["record_id_ranges"] == [[i, i] for i in ids]
         assert extra["count"] == 3
+
+
+def test_scan_snapshot_is_to_jsonb_of_the_row_for_wide_and_altered_tables(pg_dsn: str) -> None:
+    # 120 columns (more than one function call may take arguments), one dropped, odd names and
+    # types whose JSON form is not their text form.
+    table = '"Wide ""Entry"""'
+    columns = ", ".join(f'"c {i}%" int DEFAULT {i}' for i in range(115))
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE fee (id int PRIMARY KEY)")
+        conn.execute(
+            f"CREATE TABLE {table} (id bigint PRIMARY KEY, fee_id int, gone text,"
+            f" amount numeric(12, 2), at timestamptz, tags text[], {columns})"
+        )
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN gone")
+        conn.execute(
+            f"INSERT INTO {table} (id, fee_id, amount, at, tags) VALUES"
+            " (1, 9, 12.50, '2026-01-02 03:04:05+00', '{a,\"b c\"}'), (2, NULL, 1, NULL, NULL)"
+        )
+        (count,) = conn.execute(
+            "SELECT governance.scan_orphans(%s, 'fee_id', 'fee')", (table,)
+        ).fetchone()  # type: ignore[misc]
+        assert count == 1
+        (stored, expected) = conn.execute(
+            f"SELECT q.original_data, to_jsonb(w) FROM governance.quarantine_record q, {table} w"
+            " WHERE w.id = 1"
+        ).fetchone()  # type: ignore[misc]
+    assert stored == expected
+    assert len(stored) == 120 and "gone" not in stored
+    assert (stored["amount"], stored["tags"], stored["c 114%"]) == (12.5, ["a", "b c"], 114)
 
 
 def test_guard_trigger_fires_for_any_client(pg_gov: pygov.Governance, pg_dsn: str) -> None:
