@@ -620,6 +620,23 @@ def test_dba_scans_from_sql_with_their_search_path(pg_gov: pygov.Governance, pg_
     assert rec is not None and rec.resolution == "DISCARDED" and rec.model_name == "acc.entry"
 
 
+def scan_entry_orphans(conn: psycopg.Connection[Any]) -> tuple[int, list[int], dict[str, Any]]:
+    """scan_orphans('entry', 'fee_id', 'fee') through SQL: its count, the ids of public.entry's
+    records, and the extra of the scan's audit row."""
+    (count,) = conn.execute("SELECT governance.scan_orphans('entry', 'fee_id', 'fee')").fetchone()  # type: ignore[misc]
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM governance.quarantine_record WHERE model_name = 'public.entry'"
+            " ORDER BY id"
+        )
+    ]
+    (extra,) = conn.execute(
+        "SELECT extra FROM governance.audit_trail WHERE extra ->> 'action' = 'scan'"
+    ).fetchone()  # type: ignore[misc]
+    return count, ids, extra
+
+
 def test_scan_audit_lists_exact_id_ranges_when_ids_are_not_consecutive(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         (ranges,) = conn.execute(
@@ -642,24 +659,27 @@ def test_scan_audit_lists_exact_id_ranges_when_ids_are_not_consecutive(pg_dsn: s
             " VALUES (%s, 'other', '1', 'OTHER', 'by hand')",
             (foreign,),
         )
-        (count,) = conn.execute(
-            "SELECT governance.scan_orphans('entry', 'fee_id', 'fee')"
-        ).fetchone()  # type: ignore[misc]
-        assert count == 3
-        ids = [
-            r[0]
-            for r in conn.execute(
-                "SELECT id FROM governance.quarantine_record WHERE model_name = 'public.entry'"
-                " ORDER BY id"
-            )
-        ]
-        assert ids[1] - ids[0] == 2 and ids[2] - ids[1] == 2 and ids[0] < foreign < ids[1]
-        (extra,) = conn.execute(
-            "SELECT extra FROM governance.audit_trail"
-            " WHERE model_name = 'governance.quarantine_record'"
-        ).fetchone()  # type: ignore[misc]
-        assert extra["record_id_ranges"] == [[i, i] for i in ids]
-        assert extra["count"] == 3
+        count, ids, extra = scan_entry_orphans(conn)
+    assert count == 3
+    assert ids[1] - ids[0] == 2 and ids[2] - ids[1] == 2 and ids[0] < foreign < ids[1]
+    assert extra["record_id_ranges"] == [[i, i] for i in ids] and extra["count"] == 3
+
+
+def test_scan_audit_lists_ids_handed_out_from_a_sequence_cache(pg_dsn: str) -> None:
+    # With CACHE > 1 a session may hand out ids it reserved earlier, below the sequence's last
+    # value: the scan cannot infer its ids from the sequence and reads them from the INSERT.
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("ALTER SEQUENCE governance.quarantine_record_id_seq CACHE 10")
+        conn.execute("CREATE TABLE fee (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE entry (id int PRIMARY KEY, fee_id int)")
+        conn.execute("INSERT INTO entry VALUES (1, 5), (2, 6), (3, 7), (4, 8)")
+        # this session reserves ids 1-10 and uses 1; another reserves 11-20 and uses 11
+        conn.execute("SELECT governance.quarantine_data('other', '1', 'OTHER', 'by hand')")
+        with psycopg.connect(pg_dsn, autocommit=True) as other:
+            other.execute("SELECT governance.quarantine_data('other', '2', 'OTHER', 'by hand')")
+        count, ids, extra = scan_entry_orphans(conn)
+    assert count == 4 and ids == [2, 3, 4, 5]
+    assert extra["record_id_ranges"] == [[2, 5]] and extra["count"] == 4
 
 
 def test_scan_snapshot_is_to_jsonb_of_the_row_for_wide_and_altered_tables(pg_dsn: str) -> None:
@@ -737,8 +757,19 @@ def test_scan_racing_an_uncommitted_quarantine_keeps_one_open_record(
         holder.commit()
         scanner.join()
     assert result == [1]
-    found = {(r.object_id, r.reason) for r in pg_gov.quarantine.list(status="OPEN")}
-    assert found == {("11", "by hand"), ("13", "fee_id = 8 has no match in public.fee.id")}
+    found = {(r.object_id, r.reason, r.id) for r in pg_gov.quarantine.list(status="OPEN")}
+    [(_, _, id_11)] = [f for f in found if f[0] == "11"]
+    [(_, _, id_13)] = [f for f in found if f[0] == "13"]
+    assert {f[:2] for f in found} == {
+        ("11", "by hand"),
+        ("13", "fee_id = 8 has no match in public.fee.id"),
+    }
+    # the retry after the unique violation lists only what it stored
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        (extra,) = conn.execute(
+            "SELECT extra FROM governance.audit_trail WHERE extra ->> 'action' = 'scan'"
+        ).fetchone()  # type: ignore[misc]
+    assert extra["record_id_ranges"] == [[id_13, id_13]] and id_11 != id_13
 
 
 def test_a_corruption_type_in_use_cannot_be_deleted_or_renamed(
