@@ -682,6 +682,61 @@ def test_scan_audit_lists_ids_handed_out_from_a_sequence_cache(pg_dsn: str) -> N
     assert extra["record_id_ranges"] == [[2, 5]] and extra["count"] == 4
 
 
+def test_concurrent_scans_and_quarantines_each_audit_exactly_their_own_ids(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    # Two scans and three writers of single records race, so the scans' ids interleave with
+    # each other's and the writers': every scan's audit row must still list exactly its own.
+    rows = 20_000
+    with psycopg.connect(pg_dsn, autocommit=True) as setup:
+        setup.execute("CREATE TABLE fee (id int PRIMARY KEY)")
+        for table in ("entry_a", "entry_b"):
+            setup.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, fee_id int)")
+            setup.execute(f"INSERT INTO {table} SELECT g, g FROM generate_series(1, {rows}) g")
+    scanning = threading.Event()
+    scanning.set()
+    scanners_left = [2]
+    lock = threading.Lock()
+
+    def race(i: int) -> int:
+        if i < 2:
+            try:
+                return pg_gov.quarantine.scan_orphans(("entry_a", "entry_b")[i], "fee_id", "fee")
+            finally:
+                with lock:
+                    scanners_left[0] -= 1
+                    if not scanners_left[0]:
+                        scanning.clear()
+        written = 0
+        while scanning.is_set():
+            pg_gov.quarantine.quarantine_data("noise", f"{i}-{written}", "OTHER", "noise")
+            written += 1
+        return written
+
+    results = run_threads(5, race)
+    assert results[:2] == [rows, rows] and all(n > 0 for n in results[2:])
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        audits = conn.execute(
+            "SELECT extra FROM governance.audit_trail WHERE extra ->> 'action' = 'scan'"
+        ).fetchall()
+        runs = 0
+        for (extra,) in audits:
+            listed = {
+                i for first, last in extra["record_id_ranges"] for i in range(first, last + 1)
+            }
+            stored = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM governance.quarantine_record WHERE model_name = %s",
+                    (extra["quarantined_model"],),
+                )
+            }
+            assert listed == stored and extra["count"] == rows
+            runs += len(extra["record_id_ranges"])
+    assert len(audits) == 2
+    assert runs > 2  # the ids did interleave: at least one scan's are not one run
+
+
 def test_scan_snapshot_is_to_jsonb_of_the_row_for_wide_and_altered_tables(pg_dsn: str) -> None:
     # 120 columns (more than one function call may take arguments), one dropped, odd names and
     # types whose JSON form is not their text form.
