@@ -509,7 +509,8 @@ DECLARE
                                   AND o.corruption_type = $2
                                   AND o.resolution = 'FALSE_POSITIVE')
             %s $q$;
-    v_returning_ids text := 'WITH ins AS (%s RETURNING q.id) SELECT count(*), array_agg(ins.id) FROM ins';
+    v_returning_ids text :=
+        'WITH ins AS (%s RETURNING q.id) SELECT count(*), array_agg(ins.id) FROM ins';
 BEGIN
     -- The object id is read from the snapshot (which has every column), so each suspect row
     -- is turned into JSON once. OFFSET 0 keeps the inner SELECT a subquery (pulled up, its
@@ -518,12 +519,12 @@ BEGIN
                    'SELECT governance.row_object_id(s.snapshot, %L) AS object_id, s.snapshot, '
                    's.reason FROM (SELECT %s AS snapshot, %s AS reason FROM %s OFFSET 0) s',
                    p_keys, governance._row_json_sql(p_table, 'c'), p_reason_sql, p_rows_sql);
-    -- Which ids will the records get? With the sequence's defaults (CACHE 1, counting up) ids
-    -- are handed out one at a time in increasing order, so a plain INSERT's records have ids
-    -- after the last one handed out before it and up to currval, and have all of them unless
-    -- another INSERT took some meanwhile. Returning and aggregating 10,000 ids instead costs
-    -- 4 ms, a fortieth of the scan: that is left to the other cases.
-    SELECT s.seqcache = 1 AND s.seqincrement > 0,
+    -- Which ids will the records get? With the sequence's defaults (CACHE 1, counting up, no
+    -- CYCLE) ids are handed out one at a time in increasing order, so a plain INSERT's records
+    -- have ids after the last one handed out before it and up to currval, and have all of them
+    -- unless another INSERT took some meanwhile. Returning and aggregating 10,000 ids instead
+    -- costs 4 ms, a fortieth of the scan: that is left to the other cases.
+    SELECT s.seqcache = 1 AND s.seqincrement > 0 AND NOT s.seqcycle,
            coalesce(pg_catalog.pg_sequence_last_value(v_id_sequence), s.seqstart - s.seqincrement)
       INTO v_ids_in_order, v_id_before
       FROM pg_catalog.pg_sequence s WHERE s.seqrelid = v_id_sequence;
@@ -560,7 +561,8 @@ BEGIN
     END IF;
     v_record_id_ranges := CASE
         WHEN v_count = 0 THEN NULL
-        WHEN v_ids IS NULL THEN jsonb_build_array(jsonb_build_array(v_id_before + 1, v_last_id))
+        WHEN v_ids IS NULL AND v_last_id - v_id_before = v_count
+            THEN jsonb_build_array(jsonb_build_array(v_id_before + 1, v_last_id))
         ELSE governance._id_ranges(v_ids) END;
     IF v_count > 0 THEN
         PERFORM governance.log_operation(
