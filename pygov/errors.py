@@ -270,6 +270,12 @@ def _sqlstate_without_code(exc: BaseException) -> str:
             return "55P03"
         if "constraint" in text or "unique" in text:
             return "23505"
+        # A governance table missing means the file was never migrated: a retry will not help
+        # (ConfigurationError, as 3F000 on PostgreSQL), unlike a lost connection.
+        if "no such table: governance_" in text:
+            return "3F000"
+        if "no such table" in text or "no such column" in text:
+            return "42P01"
     if "fatal:" in text:
         # psycopg reports a refused connection without its SQLSTATE: recover the ones that a
         # retry will not fix (the rest, e.g. "shutting down", stay connection errors).

@@ -134,6 +134,21 @@ BEGIN
             jsonb_build_object('field', p_field, 'table', governance._model_name(p_table),
                                'role', governance.caller_role(), 'privilege', p_privilege));
     END IF;
+    -- The scanners read the table as the governance owner. Where row-level security would hide
+    -- rows from the caller, a scan would copy those rows into records the caller can read: it is
+    -- refused instead of leaking them.
+    IF p_privilege = 'SELECT' AND EXISTS (
+           SELECT 1 FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
+            WHERE c.oid = p_table AND c.relrowsecurity AND r.rolname = governance.caller_role()
+              AND NOT r.rolsuper AND NOT r.rolbypassrls
+              AND (c.relforcerowsecurity OR NOT pg_has_role(r.oid, c.relowner, 'MEMBER'))) THEN
+        PERFORM governance.raise_error('GV001',
+            format('%s on %s has row-level security that applies to %s: scanning it needs a role '
+                   'that bypasses it (its owner, or BYPASSRLS)', p_field,
+                   governance._model_name(p_table), governance.caller_role()),
+            jsonb_build_object('field', p_field, 'table', governance._model_name(p_table),
+                               'role', governance.caller_role(), 'reason', 'row_level_security'));
+    END IF;
     IF v_kind NOT IN ('r', 'p') THEN
         PERFORM governance.raise_error('GV002', p_field || ' must be a table',
             jsonb_build_object('field', p_field, 'table', governance._model_name(p_table),
@@ -484,6 +499,13 @@ CREATE OR REPLACE FUNCTION governance._quarantine_scan(p_scanner text, p_table r
                                                        p_rows_sql text, p_reason_sql text)
 RETURNS bigint
 LANGUAGE plpgsql
+-- Snapshots and object ids must not depend on the session that scans: a timestamptz, float,
+-- interval or bytea key formatted in the caller's TimeZone (or float digits...) would give the
+-- same row another object id, so the guard and later scans would not find its record.
+SET TimeZone = 'UTC'
+SET extra_float_digits = 1
+SET IntervalStyle = 'postgres'
+SET bytea_output = 'hex'
 AS $$
 DECLARE
     v_model text := governance._model_name(p_table);
@@ -663,7 +685,9 @@ BEGIN
     END IF;
     RETURN governance._quarantine_scan(
         'scan_negative', p_table, v_keys, p_corruption_type,
-        format('%s AS c WHERE c.%I < 0', governance._quoted_name(p_table), p_column),
+        -- money is numeric too, but has no comparison with an integer.
+        format('%s AS c WHERE c.%I < %s', governance._quoted_name(p_table), p_column,
+               CASE WHEN v_type = 'money'::regtype THEN '0::money' ELSE '0' END),
         format('%L || c.%I::text || %L', coalesce(p_reason || ': ', '') || p_column || ' = ',
                p_column, ' is below zero'));
 END
@@ -714,11 +738,31 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- The same formatting as the scanners (see _quarantine_scan), whatever the writer's session.
+SET TimeZone = 'UTC'
+SET extra_float_digits = 1
+SET IntervalStyle = 'postgres'
+SET bytea_output = 'hex'
 AS $$
 DECLARE
-    v_object_id text := governance.row_object_id(to_jsonb(OLD), TG_ARGV[1:TG_NARGS - 1]);
+    v_object_id text;
     v_ids bigint[];
 BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        -- TRUNCATE removes every row at once: refused while any row of the table is open.
+        SELECT array_agg(q.id ORDER BY q.id) INTO v_ids
+          FROM governance.quarantine_record q
+         WHERE q.model_name = TG_ARGV[0] AND q.status <> 'RESOLVED';
+        IF v_ids IS NOT NULL THEN
+            PERFORM governance.raise_error('GV005',
+                'the table has quarantined rows: TRUNCATE is refused until their records are '
+                'resolved',
+                jsonb_build_object('model_name', TG_ARGV[0], 'quarantine_ids', to_jsonb(v_ids),
+                                   'operation', TG_OP));
+        END IF;
+        RETURN NULL;
+    END IF;
+    v_object_id := governance.row_object_id(to_jsonb(OLD), TG_ARGV[1:TG_NARGS - 1]);
     SELECT array_agg(q.id ORDER BY q.id) INTO v_ids
       FROM governance.quarantine_record q
      WHERE q.model_name = TG_ARGV[0] AND q.object_id = v_object_id AND q.status <> 'RESOLVED';
@@ -757,12 +801,18 @@ BEGIN
     IF NOT p_enabled THEN
         EXECUTE format('DROP TRIGGER IF EXISTS governance_quarantine_guard ON %s',
                        governance._quoted_name(p_table));
+        EXECUTE format('DROP TRIGGER IF EXISTS governance_quarantine_guard_truncate ON %s',
+                       governance._quoted_name(p_table));
         RETURN false;
     END IF;
     SELECT string_agg(format('%L', a), ', ' ORDER BY i) INTO v_args
       FROM unnest(v_model || v_keys) WITH ORDINALITY AS u(a, i);
     EXECUTE format('CREATE OR REPLACE TRIGGER governance_quarantine_guard '
                    'BEFORE UPDATE OR DELETE ON %s FOR EACH ROW '
+                   'EXECUTE FUNCTION governance.quarantine_guard_trigger(%s)',
+                   governance._quoted_name(p_table), v_args);
+    EXECUTE format('CREATE OR REPLACE TRIGGER governance_quarantine_guard_truncate '
+                   'BEFORE TRUNCATE ON %s FOR EACH STATEMENT '
                    'EXECUTE FUNCTION governance.quarantine_guard_trigger(%s)',
                    governance._quoted_name(p_table), v_args);
     RETURN true;

@@ -590,6 +590,95 @@ def test_app_role_cannot_resolve_guard_or_scan_what_it_cannot_read(
         assert pg_gov.quarantine.resolve(record_id, "fixed").resolved_by == "boss"
 
 
+def test_scans_refuse_tables_whose_row_level_security_applies_to_the_caller(
+    pg_gov: pygov.Governance, pg_dsn: str, app_role: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO entry VALUES (2, 6, -9)")
+        conn.execute("ALTER TABLE entry ENABLE ROW LEVEL SECURITY")
+        conn.execute(
+            sql.SQL("CREATE POLICY only_one ON entry FOR SELECT TO {} USING (id = 1)").format(
+                sql.Identifier(app_role)
+            )
+        )
+    app = _as_role(pg_dsn, app_role)
+    try:
+        # The scanner reads as the governance owner: row 2, hidden from the caller, would be
+        # copied into a record the caller can read.
+        with pytest.raises(AuthorityViolationError) as info:
+            app.quarantine.scan_negative("entry", "qty")
+        assert info.value.context["reason"] == "row_level_security"
+        assert info.value.context["field"] == "table"
+    finally:
+        app.close()
+    assert pg_gov.quarantine.list() == []
+    # The owner (here a superuser) is not subject to the policy and scans every row.
+    assert pg_gov.quarantine.scan_negative("entry", "qty") == 2
+
+
+def test_object_ids_do_not_depend_on_the_session_settings(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE reading (taken_at timestamptz, ratio float8, qty int,"
+            " PRIMARY KEY (taken_at, ratio))"
+        )
+        conn.execute(
+            "INSERT INTO reading VALUES ('2026-01-01 00:00:00+00', 0.1::float8 + 0.2::float8, -1)"
+        )
+    assert pg_gov.quarantine.guard("reading") is True
+    sessions = [
+        "SET TimeZone = 'UTC'",
+        "SET TimeZone = 'Europe/Berlin'; SET extra_float_digits = 0",
+        "SET TimeZone = 'America/New_York'; SET IntervalStyle = 'sql_standard'",
+    ]
+    for settings in sessions:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            for statement in settings.split("; "):
+                conn.execute(statement)
+            conn.execute("SELECT governance.scan_negative('reading', 'qty')")
+            # ... and the guard computes the same id, whatever the writer's settings.
+            with pytest.raises(psycopg.Error) as info:
+                conn.execute("UPDATE reading SET qty = 0")
+            assert info.value.sqlstate == "GV005"
+            assert conn.execute("SHOW TimeZone").fetchone() == (settings.split("'")[1],)
+    [record] = pg_gov.quarantine.list()
+    assert record.object_id == "2026-01-01T00%3A00%3A00+00%3A00:0.30000000000000004"
+    assert record.data["taken_at"] == "2026-01-01T00:00:00+00:00"
+
+
+def test_guard_refuses_truncate_while_rows_are_quarantined(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bin (id int PRIMARY KEY, qty int, balance money)")
+        conn.execute("INSERT INTO bin VALUES (1, -1, '-2.50'), (2, 3, '1')")
+    assert pg_gov.quarantine.guard("bin") is True
+    assert pg_gov.quarantine.negative_stock("bin", "qty") == 1
+    [record] = pg_gov.quarantine.list()
+    # a money column is numeric too
+    assert pg_gov.quarantine.scan_negative("bin", "balance", corruption_type="OTHER") == 1
+    pg_gov.quarantine.resolve(pg_gov.quarantine.list(corruption_type="OTHER")[0].id, "ok")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("TRUNCATE bin")
+        assert info.value.sqlstate == "GV005"
+        detail = json.loads(info.value.diag.message_detail or "{}")
+        assert detail["quarantine_ids"] == [record.id] and detail["operation"] == "TRUNCATE"
+        assert conn.execute("SELECT count(*) FROM bin").fetchone() == (2,)
+    pg_gov.quarantine.resolve(record.id, "recounted", resolution="DISCARDED")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE bin")
+        assert conn.execute("SELECT count(*) FROM bin").fetchone() == (0,)
+    assert pg_gov.quarantine.unguard("bin") is False
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        triggers = conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'bin'::regclass"
+        ).fetchone()
+        assert triggers == (0,)
+
+
 def test_dba_scans_from_sql_with_their_search_path(pg_gov: pygov.Governance, pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA acc")

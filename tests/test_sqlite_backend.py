@@ -5,11 +5,13 @@ from __future__ import annotations
 import multiprocessing
 import random
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import pygov
+from pygov.errors import ConcurrencyError, ConfigurationError
 
 
 def _claim_worker(path: str, worker: int, queue: Any) -> None:
@@ -95,3 +97,19 @@ def test_postgres_ignores_the_superuser_flag(pg_dsn: str) -> None:
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute("DROP OWNED BY pygov_flag_test")
             conn.execute("DROP ROLE pygov_flag_test")
+
+
+def test_an_unmigrated_sqlite_file_is_a_configuration_error_not_a_retryable_one(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as app:  # an application's file that pygov never migrated
+        app.execute("CREATE TABLE invoice (id INTEGER PRIMARY KEY)")
+    gov = pygov.connect(f"sqlite:///{path}")
+    try:
+        with pytest.raises(ConfigurationError) as info:
+            gov.idempotency.check_and_record("op", "k")
+        assert info.value.context["sqlstate"] == "3F000"
+        assert not isinstance(info.value, ConcurrencyError)
+    finally:
+        gov.close()
