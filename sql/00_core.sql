@@ -84,6 +84,33 @@ BEGIN
 END
 $$;
 
+-- governance.blank_characters(): the characters Python's str.isspace() accepts, so that a value
+-- the wrapper refuses as blank is refused from psql too (btrim alone strips only spaces). In a
+-- database that is not UTF8 only the ASCII ones exist.
+CREATE OR REPLACE FUNCTION governance.blank_characters()
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+    SELECT E' \t\n\v\f\r\x1c\x1d\x1e\x1f'
+           || CASE WHEN pg_catalog.getdatabaseencoding() = 'UTF8' THEN
+                  pg_catalog.chr(133) || pg_catalog.chr(160) || pg_catalog.chr(5760)
+                  || (SELECT pg_catalog.string_agg(pg_catalog.chr(c), '')
+                        FROM pg_catalog.generate_series(8192, 8202) c)
+                  || pg_catalog.chr(8232) || pg_catalog.chr(8233) || pg_catalog.chr(8239)
+                  || pg_catalog.chr(8287) || pg_catalog.chr(12288)
+              ELSE '' END
+$$;
+
+-- governance.is_blank(text): empty or whitespace only (NULL for NULL).
+CREATE OR REPLACE FUNCTION governance.is_blank(p_value text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$ SELECT pg_catalog.btrim(p_value, governance.blank_characters()) = '' $$;
+
 -- governance.require_admin(action): GV001 unless the caller belongs to governance_admin.
 CREATE OR REPLACE FUNCTION governance.require_admin(p_action text)
 RETURNS void
@@ -136,6 +163,7 @@ GRANT EXECUTE ON FUNCTION
     governance.raise_error(text, text, jsonb),
     governance.apply_context(jsonb), governance.ctx(text), governance.ctx_ip(),
     governance.caller_role(), governance.caller_is_admin(),
+    governance.blank_characters(), governance.is_blank(text),
     governance.key_part(text), governance.journal_entry_key(text, text, text, text),
     governance.stock_movement_key(text, text, text, text)
 TO governance_app, governance_auditor, governance_admin;

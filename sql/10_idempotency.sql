@@ -58,11 +58,13 @@ LANGUAGE plpgsql
 IMMUTABLE
 AS $$
 BEGIN
-    IF p_operation_type IS NULL OR btrim(p_operation_type) = '' OR length(p_operation_type) > 100 THEN
+    IF p_operation_type IS NULL OR governance.is_blank(p_operation_type)
+       OR length(p_operation_type) > 100 THEN
         PERFORM governance.raise_error('GV002', 'operation_type must be 1 to 100 characters',
             jsonb_build_object('field', 'operation_type'));
     END IF;
-    IF p_idempotency_key IS NULL OR btrim(p_idempotency_key) = '' OR length(p_idempotency_key) > 255 THEN
+    IF p_idempotency_key IS NULL OR governance.is_blank(p_idempotency_key)
+       OR length(p_idempotency_key) > 255 THEN
         PERFORM governance.raise_error('GV002', 'idempotency key must be 1 to 255 characters',
             jsonb_build_object('field', 'key', 'length', length(p_idempotency_key)));
     END IF;
@@ -191,8 +193,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF length(p_operation_type) <= 100 AND btrim(p_operation_type) <> ''
-       AND length(p_idempotency_key) <= 255 AND btrim(p_idempotency_key) <> ''
+    IF length(p_operation_type) <= 100 AND NOT governance.is_blank(p_operation_type)
+       AND length(p_idempotency_key) <= 255 AND NOT governance.is_blank(p_idempotency_key)
        AND (p_ttl IS NULL OR p_ttl > interval '0') THEN
         RETURN QUERY
         INSERT INTO governance.idempotency_record AS ir

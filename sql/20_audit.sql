@@ -143,7 +143,7 @@ BEGIN
         END IF;
         RETURN;
     END IF;
-    IF (p_required AND btrim(p_value) = '') OR length(p_value) > p_max THEN
+    IF (p_required AND governance.is_blank(p_value)) OR length(p_value) > p_max THEN
         PERFORM governance.raise_error('GV002',
             format('%s must be 1 to %s characters', p_field, p_max),
             jsonb_build_object('field', p_field, 'length', length(p_value), 'max_length', p_max));
@@ -589,6 +589,72 @@ $$;
 
 -- --- reading the trail ---------------------------------------------------------------------
 
+-- governance.caller_may_read(model_name): may the caller see the data recorded under this model
+-- name (audit rows, quarantine snapshots)? Data copied from a table is shown only to roles that
+-- may SELECT that table, and to members of governance_auditor and governance_admin: without
+-- this, any governance_app role could read, through the history, rows it is not allowed to
+-- SELECT. The model names a table when it is the model of an audited table or a table's
+-- "schema.table" name (tables of the governance schema excepted: their data is read through
+-- the governance functions). Any other model name (an application's own name for data it
+-- logged itself) is readable.
+CREATE OR REPLACE FUNCTION governance.caller_may_read(p_model_name text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.pg_has_role(governance.caller_role(), 'governance_auditor', 'MEMBER')
+        OR governance.caller_is_admin()
+        OR coalesce((
+            SELECT pg_catalog.bool_and(coalesce(pg_catalog.has_table_privilege(
+                       governance.caller_role(), t.oid, 'SELECT'), false))
+              FROM (SELECT a.table_oid AS oid FROM governance.audited_table a
+                     WHERE a.model_name = p_model_name
+                    UNION
+                    SELECT c.oid FROM pg_catalog.pg_namespace n
+                      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
+                     WHERE n.nspname <> 'governance'
+                       AND pg_catalog.starts_with(p_model_name, n.nspname || '.')
+                       AND c.relname = pg_catalog.substr(p_model_name,
+                                                         pg_catalog.length(n.nspname) + 2)) t),
+            true)
+$$;
+
+-- governance._require_read(model_name): GV001 unless governance.caller_may_read(model_name).
+CREATE OR REPLACE FUNCTION governance._require_read(p_model_name text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+AS $$
+BEGIN
+    IF NOT governance.caller_may_read(p_model_name) THEN
+        PERFORM governance.raise_error('GV001',
+            format('reading the history of %s requires the SELECT privilege on its table',
+                   p_model_name),
+            jsonb_build_object('field', 'model_name', 'model_name', p_model_name,
+                               'role', governance.caller_role(), 'privilege', 'SELECT'));
+    END IF;
+END
+$$;
+
+-- governance._redact_quarantine_snapshot(row): a quarantine record's audit row without the
+-- snapshot of the quarantined data when the caller may not read the table it came from.
+CREATE OR REPLACE FUNCTION governance._redact_quarantine_snapshot(p_row governance.audit_trail)
+RETURNS governance.audit_trail
+LANGUAGE plpgsql
+STABLE
+AS $$
+BEGIN
+    IF p_row.model_name = 'governance.quarantine_record'
+       AND NOT governance.caller_may_read(p_row.extra ->> 'quarantined_model') THEN
+        p_row.before_data := p_row.before_data - 'original_data';
+        p_row.after_data := p_row.after_data - 'original_data';
+    END IF;
+    RETURN p_row;
+END
+$$;
+
 -- governance.object_history(model, object_id, limit, before_id): the object's audit rows,
 -- newest first; pass the last id you got as before_id for the next page. The object index is
 -- keyed on (model_name, octet_length(object_id), object_id, id): giving the length makes this a
@@ -607,13 +673,17 @@ BEGIN
         PERFORM governance.raise_error('GV002', 'limit must be between 1 and 10000',
             jsonb_build_object('field', 'limit', 'limit', p_limit));
     END IF;
+    PERFORM governance._require_read(p_model_name);
     RETURN QUERY
-    SELECT a.* FROM governance.audit_trail a
-     WHERE a.model_name = p_model_name
-       AND octet_length(a.object_id) = octet_length(p_object_id) AND a.object_id = p_object_id
-       AND a.id < coalesce(p_before_id, 9223372036854775807)
-     ORDER BY a.id DESC
-     LIMIT p_limit;
+    SELECT r.* FROM (
+        SELECT a AS row FROM governance.audit_trail a
+         WHERE a.model_name = p_model_name
+           AND octet_length(a.object_id) = octet_length(p_object_id) AND a.object_id = p_object_id
+           AND a.id < coalesce(p_before_id, 9223372036854775807)
+         ORDER BY a.id DESC
+         LIMIT p_limit) s
+      CROSS JOIN LATERAL governance._redact_quarantine_snapshot(s.row) r
+     ORDER BY r.id DESC;
 END
 $$;
 
@@ -635,6 +705,7 @@ BEGIN
     IF p_at IS NULL THEN
         PERFORM governance.raise_error('GV002', 'at is required', '{"field": "at"}');
     END IF;
+    PERFORM governance._require_read(p_model_name);
     FOR r IN
         SELECT s.operation, s.after_data FROM (
             SELECT a.id, a.operation, a.after_data FROM governance.audit_trail a
@@ -657,6 +728,10 @@ BEGIN
             v_state := r.after_data;
         END IF;
     END LOOP;
+    IF p_model_name = 'governance.quarantine_record'
+       AND NOT governance.caller_may_read(v_state ->> 'model_name') THEN
+        v_state := v_state - 'original_data';
+    END IF;
     RETURN v_state;
 END
 $$;
@@ -950,6 +1025,7 @@ TO governance_app, governance_admin;
 GRANT EXECUTE ON FUNCTION
     governance.object_history(text, text, int, bigint),
     governance.object_at(text, text, timestamptz),
+    governance.caller_may_read(text),
     governance.verify_audit()
 TO governance_app, governance_admin, governance_auditor;
 GRANT EXECUTE ON FUNCTION governance.drop_audit_before(timestamptz, jsonb) TO governance_admin;

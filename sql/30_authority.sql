@@ -140,7 +140,7 @@ LANGUAGE plpgsql
 IMMUTABLE
 AS $$
 BEGIN
-    IF p_value IS NULL OR btrim(p_value) = '' OR length(p_value) > p_max_length THEN
+    IF p_value IS NULL OR governance.is_blank(p_value) OR length(p_value) > p_max_length THEN
         PERFORM governance.raise_error('GV002',
             format('%s must be 1 to %s characters', p_field, p_max_length),
             jsonb_build_object('field', p_field, 'length', length(p_value)));
@@ -711,7 +711,8 @@ DECLARE
 BEGIN
     PERFORM governance.apply_context(p_context);
     SELECT c.relkind, n.nspname,
-           coalesce(nullif(btrim(p_model_name), ''), n.nspname || '.' || c.relname)
+           coalesce(nullif(btrim(p_model_name, governance.blank_characters()), ''),
+                    n.nspname || '.' || c.relname)
       INTO v_kind, v_schema, v_model
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = p_table;

@@ -54,7 +54,7 @@ AS $$
 DECLARE
     v regclass;
 BEGIN
-    IF p_name IS NULL OR pg_catalog.btrim(p_name) = '' OR pg_catalog.length(p_name) > 500 THEN
+    IF p_name IS NULL OR governance.is_blank(p_name) OR pg_catalog.length(p_name) > 500 THEN
         PERFORM governance.raise_error('GV002', p_field || ' must be a table name',
             pg_catalog.jsonb_build_object('field', p_field, 'table', p_name));
     END IF;
@@ -269,7 +269,7 @@ LANGUAGE plpgsql
 IMMUTABLE
 AS $$
 BEGIN
-    IF p_value IS NULL OR btrim(p_value) = '' OR length(p_value) > p_max_length THEN
+    IF p_value IS NULL OR governance.is_blank(p_value) OR length(p_value) > p_max_length THEN
         PERFORM governance.raise_error('GV002',
             format('%s must be 1 to %s characters', p_field, p_max_length),
             jsonb_build_object('field', p_field, 'length', length(p_value)));
@@ -369,7 +369,7 @@ BEGIN
      WHERE q.id = p_id
     RETURNING q.* INTO r;
     PERFORM governance._quarantine_audit('start_review', v_before, r);
-    RETURN NEXT r;
+    RETURN NEXT governance._readable_quarantine_record(r);
 END
 $$;
 
@@ -408,6 +408,24 @@ BEGIN
 END
 $$;
 
+-- governance._readable_quarantine_record(record): the record as the caller may see it: without
+-- the snapshot (original_data NULL) when the caller may not read the table it came from (see
+-- governance.caller_may_read).
+CREATE OR REPLACE FUNCTION governance._readable_quarantine_record(
+    p_record governance.quarantine_record)
+RETURNS governance.quarantine_record
+LANGUAGE plpgsql
+STABLE
+AS $$
+BEGIN
+    IF p_record.original_data IS NOT NULL
+       AND NOT governance.caller_may_read(p_record.model_name) THEN
+        p_record.original_data := NULL;
+    END IF;
+    RETURN p_record;
+END
+$$;
+
 -- governance.get_quarantine_record(id): the record, or no row.
 CREATE OR REPLACE FUNCTION governance.get_quarantine_record(p_id bigint)
 RETURNS SETOF governance.quarantine_record
@@ -415,7 +433,11 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT * FROM governance.quarantine_record q WHERE q.id = p_id $$;
+AS $$
+    SELECT r.* FROM governance.quarantine_record q
+     CROSS JOIN LATERAL governance._readable_quarantine_record(q) r
+     WHERE q.id = p_id
+$$;
 
 -- governance.list_quarantine_records(status, model_name, corruption_type, limit): records in id
 -- order. status is QUARANTINED, UNDER_REVIEW, RESOLVED, OPEN (not resolved) or NULL (all).
@@ -440,13 +462,16 @@ BEGIN
             jsonb_build_object('field', 'limit', 'limit', p_limit));
     END IF;
     RETURN QUERY
-    SELECT * FROM governance.quarantine_record q
-     WHERE (p_status IS NULL
-            OR (p_status = 'OPEN' AND q.status <> 'RESOLVED') OR q.status = p_status)
-       AND (p_model_name IS NULL OR q.model_name = p_model_name)
-       AND (p_corruption_type IS NULL OR q.corruption_type = p_corruption_type)
-     ORDER BY q.id
-     LIMIT p_limit;
+    SELECT r.* FROM (
+        SELECT q AS record FROM governance.quarantine_record q
+         WHERE (p_status IS NULL
+                OR (p_status = 'OPEN' AND q.status <> 'RESOLVED') OR q.status = p_status)
+           AND (p_model_name IS NULL OR q.model_name = p_model_name)
+           AND (p_corruption_type IS NULL OR q.corruption_type = p_corruption_type)
+         ORDER BY q.id
+         LIMIT p_limit) s
+      CROSS JOIN LATERAL governance._readable_quarantine_record(s.record) r
+     ORDER BY r.id;
 END
 $$;
 

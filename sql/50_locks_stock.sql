@@ -31,7 +31,7 @@ LANGUAGE plpgsql
 IMMUTABLE
 AS $$
 BEGIN
-    IF p_value IS NULL OR pg_catalog.btrim(p_value) = ''
+    IF p_value IS NULL OR governance.is_blank(p_value)
        OR pg_catalog.length(p_value) > p_max THEN
         PERFORM governance.raise_error('GV002',
             pg_catalog.format('%s must be 1 to %s characters', p_field, p_max),
@@ -393,10 +393,13 @@ LANGUAGE sql
 IMMUTABLE
 AS $$
     SELECT coalesce(p_delta <> 0 AND p_delta <> -9223372036854775808
-                    AND length(p_item_id) BETWEEN 1 AND 255 AND btrim(p_item_id) <> ''
-                    AND length(p_location_id) BETWEEN 1 AND 255 AND btrim(p_location_id) <> ''
-                    AND (p_movement_key IS NULL OR (length(p_movement_key) BETWEEN 1 AND 255
-                                                    AND btrim(p_movement_key) <> '')), false)
+                    AND length(p_item_id) BETWEEN 1 AND 255
+                    AND NOT governance.is_blank(p_item_id)
+                    AND length(p_location_id) BETWEEN 1 AND 255
+                    AND NOT governance.is_blank(p_location_id)
+                    AND (p_movement_key IS NULL
+                         OR (length(p_movement_key) BETWEEN 1 AND 255
+                             AND NOT governance.is_blank(p_movement_key))), false)
 $$;
 
 -- governance._check_stock_args(item, location, delta, movement_key): GV002 saying which

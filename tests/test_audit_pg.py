@@ -292,6 +292,44 @@ def test_auditor_reads_history_but_cannot_log(pg_gov: pygov.Governance, pg_dsn: 
             conn.execute("SELECT governance.log_operation('m.t', '1', 'CREATE')")
 
 
+def test_history_of_a_table_is_shown_only_to_roles_that_may_read_it(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    sql(pg_dsn, "CREATE TABLE public.salary (id int PRIMARY KEY, amount int)")
+    sql(pg_dsn, "CREATE TABLE public.bonus (id int PRIMARY KEY, amount int)")
+    pg_gov.audit.enable("public.salary")
+    pg_gov.audit.enable("public.bonus", model_name="hr.Bonus")
+    sql(pg_dsn, "INSERT INTO public.salary VALUES (1, 900)")
+    sql(pg_dsn, "INSERT INTO public.bonus VALUES (1, 50)")
+    now = datetime.now(UTC)
+    with as_app(pg_dsn) as app:
+        # governance_app may call object_history, but not to read rows it cannot SELECT,
+        # whether the model is the table's name or the model name it was audited under
+        for model in ("public.salary", "hr.Bonus"):
+            with pytest.raises(AuthorityViolationError) as info:
+                app.audit.history(model, 1)
+            assert info.value.context["model_name"] == model
+            with pytest.raises(AuthorityViolationError):
+                app.audit.object_at(model, 1, now)
+        # a model name of the application's own stays readable by it
+        app.audit.log_operation("payroll.Salary", "1", "CREATE", after_data={"amount": 1})
+        assert [r.after_data for r in app.audit.history("payroll.Salary", "1")] == [{"amount": 1}]
+    sql(pg_dsn, "GRANT SELECT ON public.salary, public.bonus TO governance_app")
+    with as_app(pg_dsn) as app:
+        assert [r.after_data for r in app.audit.history("public.salary", 1)] == [
+            {"id": 1, "amount": 900}
+        ]
+        assert app.audit.object_at("hr.Bonus", 1, now) == {"id": 1, "amount": 50}
+    sql(pg_dsn, "REVOKE SELECT ON public.salary FROM governance_app")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("SET ROLE governance_auditor")  # auditors read every history
+        rows = conn.execute(
+            "SELECT after_data, governance.caller_may_read('public.salary')"
+            " FROM governance.object_history('public.salary', '1')"
+        )
+        assert rows.fetchall() == [({"id": 1, "amount": 900}, True)]
+
+
 # --- the planner uses the indexes ------------------------------------------------------------
 
 

@@ -953,3 +953,39 @@ def test_connect_options(tmp_path: Path, options: dict[str, Any]) -> None:
             assert outcome.idempotency.claim("o", str(uuid.uuid4())).claimed
         finally:
             outcome.close()
+
+
+#: Text Python's str.isspace() calls blank and btrim() alone would not strip.
+BLANKS = ["\t", "\n \r", "\x0b\x0c", "\x1c\x1f", "\x85", "\u00a0", "\u2007\u200a", "\u3000"]
+
+#: SQL entry points with a required text argument, as a DBA calls them from psql.
+REQUIRED_TEXT_SQL = [
+    "SELECT * FROM governance.check_and_record('op', %s)",
+    "SELECT * FROM governance.check_and_record(%s, 'key')",
+    "SELECT governance.log_operation('m.t', '1', %s)",
+    "SELECT governance.quarantine_data('m.t', '1', 'OTHER', %s)",
+    "SELECT governance.quarantine_data(%s, '1', 'OTHER', 'reason')",
+    "SELECT governance.try_lock(%s)",
+    "SELECT governance.adjust_stock(%s, 'bin', 1)",
+    "SELECT * FROM governance.validate_authority(%s, 'm.t', 'CREATE')",
+]
+
+
+@pytest.mark.parametrize("blank", BLANKS, ids=[b.encode("unicode_escape").decode() for b in BLANKS])
+def test_blank_text_is_refused_from_sql_as_from_python(
+    pg_gov: pygov.Governance, pg_dsn: str, blank: str
+) -> None:
+    import psycopg
+
+    with pytest.raises(ValidationError):
+        pg_gov.quarantine.quarantine_data("m.t", "1", "OTHER", blank)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for statement in REQUIRED_TEXT_SQL:
+            with pytest.raises(psycopg.Error) as info:
+                conn.execute(statement, (blank,))
+            assert (statement, info.value.sqlstate) == (statement, "GV002")
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM governance.quarantine_record),"
+            " (SELECT count(*) FROM governance.idempotency_record)"
+        )
+        assert counts.fetchone() == (0, 0)

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -588,6 +589,51 @@ def test_app_role_cannot_resolve_guard_or_scan_what_it_cannot_read(
     assert pg_gov.quarantine.get(record_id).status == "UNDER_REVIEW"
     with pg_gov.context(user="boss"):
         assert pg_gov.quarantine.resolve(record_id, "fixed").resolved_by == "boss"
+
+
+def test_snapshots_are_shown_only_to_roles_that_may_read_their_table(
+    pg_gov: pygov.Governance, pg_dsn: str, app_role: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE wage (id int PRIMARY KEY, amount int)")
+        conn.execute("INSERT INTO wage VALUES (7, -100)")
+    assert pg_gov.quarantine.scan_negative("wage", "amount") == 1  # by the owner
+    [wage] = pg_gov.quarantine.list()
+    assert wage.data == {"id": 7, "amount": -100}
+    # a record made by hand keeps its snapshot in the audit trail too
+    by_hand = pg_gov.quarantine.quarantine_data(
+        "public.wage", 8, "OTHER", "typed in", data={"id": 8, "amount": -1}
+    )
+    app = _as_role(pg_dsn, app_role)
+    try:
+        assert app.quarantine.scan_negative("entry", "qty") == 1  # entry it may read
+        records = {(r.model_name, r.object_id): r.data for r in app.quarantine.list()}
+        # wage it may not read: the records are listed, their snapshots are not
+        assert records == {
+            ("public.entry", "1"): {"id": 1, "fee_id": 5, "qty": -1},
+            ("public.wage", "7"): None,
+            ("public.wage", "8"): None,
+        }
+        assert app.quarantine.get(wage.id).data is None
+        assert app.quarantine.start_review(wage.id).data is None
+        assert app.quarantine.start_review(by_hand).data is None
+        # nor through the audit trail of the record
+        created = app.audit.history("governance.quarantine_record", by_hand)[-1]
+        assert created.operation == "CREATE" and created.after_data["reason"] == "typed in"
+        assert "original_data" not in created.after_data
+        state = app.audit.object_at("governance.quarantine_record", by_hand, datetime.now(UTC))
+        assert state["status"] == "UNDER_REVIEW" and "original_data" not in state
+    finally:
+        app.close()
+    assert pg_gov.quarantine.get(wage.id).data == {"id": 7, "amount": -100}
+    created = pg_gov.audit.history("governance.quarantine_record", by_hand)[-1]
+    assert created.after_data["original_data"] == {"id": 8, "amount": -1}
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("SET ROLE governance_auditor")
+        row = conn.execute(
+            "SELECT original_data FROM governance.get_quarantine_record(%s)", (wage.id,)
+        )
+        assert row.fetchone() == ({"id": 7, "amount": -100},)
 
 
 def test_scans_refuse_tables_whose_row_level_security_applies_to_the_caller(

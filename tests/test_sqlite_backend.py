@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import pygov
-from pygov.errors import ConcurrencyError, ConfigurationError
+from pygov.errors import ConcurrencyError, ConfigurationError, ValidationError
 
 
 def _claim_worker(path: str, worker: int, queue: Any) -> None:
@@ -113,3 +113,36 @@ def test_an_unmigrated_sqlite_file_is_a_configuration_error_not_a_retryable_one(
         assert not isinstance(info.value, ConcurrencyError)
     finally:
         gov.close()
+
+
+def test_infinite_reals_are_recorded_as_postgresql_records_float_infinities(
+    sqlite_gov: pygov.Governance, sqlite_path: str
+) -> None:
+    with sqlite3.connect(sqlite_path) as app:
+        app.execute("CREATE TABLE gauge (id INTEGER PRIMARY KEY, level REAL, note TEXT)")
+        app.execute("INSERT INTO gauge VALUES (1, -1e999, 'low'), (2, 5.5, 'ok')")
+    # older SQLite versions write -Inf, which is not JSON, into json_object()
+    assert sqlite_gov.quarantine.scan_negative("gauge", "level") == 1
+    [record] = sqlite_gov.quarantine.list()
+    assert record.data == {"id": 1, "level": "-Infinity", "note": "low"}
+    sqlite_gov.audit.enable("gauge")
+    with sqlite_gov.transaction() as tx:
+        tx.execute("UPDATE gauge SET level = 1e999 WHERE id = 2")
+    [update] = sqlite_gov.audit.history("gauge", 2)
+    assert (update.before_data["level"], update.after_data["level"]) == (5.5, "Infinity")
+
+
+def test_a_null_primary_key_fails_the_scan_with_a_clear_error_and_stores_nothing(
+    sqlite_gov: pygov.Governance, sqlite_path: str
+) -> None:
+    with sqlite3.connect(sqlite_path) as app:  # SQLite allows NULL in a TEXT primary key
+        app.execute("CREATE TABLE bin (code TEXT PRIMARY KEY, qty INTEGER)")
+        app.execute("INSERT INTO bin VALUES ('a', -1), (NULL, -2)")
+    with pytest.raises(ValidationError) as info:
+        sqlite_gov.quarantine.scan_negative("bin", "qty")
+    assert info.value.context["reason"] == "null_primary_key"
+    assert info.value.context["key_columns"] == ["code"]
+    assert sqlite_gov.quarantine.list() == []
+    with sqlite3.connect(sqlite_path) as app:
+        app.execute("UPDATE bin SET code = 'b' WHERE code IS NULL")
+    assert sqlite_gov.quarantine.scan_negative("bin", "qty") == 2

@@ -259,12 +259,16 @@ def _columns(conn: SqliteConnection, table: str) -> tuple[list[str], list[str]]:
 
 
 def _json_row(alias: str, columns: list[str]) -> str:
-    # BLOBs cannot go into JSON: they are recorded as hex.
+    # BLOBs cannot go into JSON: they are recorded as hex. An infinite REAL would be written as
+    # -Inf (invalid JSON) by older SQLite versions and as 9.0e+999 by newer ones: it is recorded
+    # as the string PostgreSQL's to_jsonb gives a float8 infinity.
     parts = []
     for col in columns:
         ref = f"{alias}.{quote_ident(col)}"
         parts.append(
-            f"{quote_literal(col)}, CASE WHEN typeof({ref}) = 'blob' THEN hex({ref}) ELSE {ref} END"
+            f"{quote_literal(col)}, CASE typeof({ref}) WHEN 'blob' THEN hex({ref})"
+            f" WHEN 'real' THEN CASE {ref} WHEN 9e999 THEN 'Infinity'"
+            f" WHEN -9e999 THEN '-Infinity' ELSE {ref} END ELSE {ref} END"
         )
     return f"json_object({', '.join(parts)})" if parts else "json_object()"
 

@@ -7,6 +7,7 @@ against the catalogue (``sqlite_master``, ``pragma_table_info``) and then quoted
 
 from __future__ import annotations
 
+import sqlite3
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -272,23 +273,33 @@ def _scan(
 ) -> list[Row]:
     """The one set-based INSERT ... SELECT behind every scanner, and one audit row listing the
     records it created (see governance._quarantine_scan)."""
-    record_ids = [
-        row[0]
-        for row in conn.execute(
-            "INSERT INTO governance_quarantine_record (model_name, object_id, corruption_type,"
-            " reason, original_data, quarantined_by, quarantined_at)"
-            " SELECT :model, f.object_id, :type, f.reason, f.snapshot, :actor, :now FROM ("
-            f"   SELECT {_object_id_sql('c', keys)} AS object_id,"
-            f"          {_snapshot_sql(columns, table)} AS snapshot, {reason_sql} AS reason"
-            f"     FROM {quote_ident(table)} AS c WHERE {where_sql}) AS f"
-            " WHERE NOT EXISTS (SELECT 1 FROM governance_quarantine_record o"
-            "   WHERE o.model_name = :model AND o.object_id = f.object_id"
-            "     AND o.corruption_type = :type AND o.resolution = 'FALSE_POSITIVE')"
-            " ON CONFLICT (model_name, object_id, corruption_type) WHERE status <> 'RESOLVED'"
-            " DO NOTHING RETURNING id",
-            {"model": table, "type": corruption_type, "actor": _actor(conn), "now": _now()},
-        )
-    ]
+    try:
+        record_ids = [
+            row[0]
+            for row in conn.execute(
+                "INSERT INTO governance_quarantine_record (model_name, object_id, corruption_type,"
+                " reason, original_data, quarantined_by, quarantined_at)"
+                " SELECT :model, f.object_id, :type, f.reason, f.snapshot, :actor, :now FROM ("
+                f"   SELECT {_object_id_sql('c', keys)} AS object_id,"
+                f"          {_snapshot_sql(columns, table)} AS snapshot, {reason_sql} AS reason"
+                f"     FROM {quote_ident(table)} AS c WHERE {where_sql}) AS f"
+                " WHERE NOT EXISTS (SELECT 1 FROM governance_quarantine_record o"
+                "   WHERE o.model_name = :model AND o.object_id = f.object_id"
+                "     AND o.corruption_type = :type AND o.resolution = 'FALSE_POSITIVE')"
+                " ON CONFLICT (model_name, object_id, corruption_type) WHERE status <> 'RESOLVED'"
+                " DO NOTHING RETURNING id",
+                {"model": table, "type": corruption_type, "actor": _actor(conn), "now": _now()},
+            )
+        ]
+    except sqlite3.IntegrityError as exc:
+        if "governance_quarantine_record.object_id" not in str(exc):
+            raise
+        # PostgreSQL forbids NULL in a primary key; SQLite allows it outside INTEGER PRIMARY KEY.
+        raise ValidationError(
+            f"{table} has rows whose primary key is NULL, which SQLite allows: they cannot be "
+            "identified, so nothing was quarantined; give those rows a key first",
+            {"table": table, "reason": "null_primary_key", "key_columns": keys},
+        ) from exc
     if record_ids:
         write_audit(
             conn,
