@@ -96,10 +96,12 @@ AS $$
     SELECT E' \t\n\v\f\r\x1c\x1d\x1e\x1f'
            || CASE WHEN pg_catalog.getdatabaseencoding() = 'UTF8' THEN
                   pg_catalog.chr(133) || pg_catalog.chr(160) || pg_catalog.chr(5760)
-                  || (SELECT pg_catalog.string_agg(pg_catalog.chr(c), '')
-                        FROM pg_catalog.generate_series(8192, 8202) c)
-                  || pg_catalog.chr(8232) || pg_catalog.chr(8233) || pg_catalog.chr(8239)
-                  || pg_catalog.chr(8287) || pg_catalog.chr(12288)
+                  || pg_catalog.chr(8192) || pg_catalog.chr(8193) || pg_catalog.chr(8194)
+                  || pg_catalog.chr(8195) || pg_catalog.chr(8196) || pg_catalog.chr(8197)
+                  || pg_catalog.chr(8198) || pg_catalog.chr(8199) || pg_catalog.chr(8200)
+                  || pg_catalog.chr(8201) || pg_catalog.chr(8202) || pg_catalog.chr(8232)
+                  || pg_catalog.chr(8233) || pg_catalog.chr(8239) || pg_catalog.chr(8287)
+                  || pg_catalog.chr(12288)
               ELSE '' END
 $$;
 

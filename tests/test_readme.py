@@ -119,6 +119,12 @@ def test_the_trigger_example_audits_and_guards_every_client(readme_db: str) -> N
         assert [(e.operation, e.source_service) for e in history] == [
             ("CREATE", "AccountingGateway")
         ]
+        # the CLI block's delegation holds against the matrix this section loads
+        [grant] = [c for c in _cli_commands() if c[:2] == ["delegation", "grant"]]
+        result = CliRunner().invoke(cli_main, grant, env={"PYGOV_DSN": readme_db})
+        assert result.exit_code == 0, result.output
+        [delegation] = gov.authority.delegations(active=True)
+        assert (delegation.to_service, delegation.model_name) == (grant[3], grant[4])
     finally:
         gov.close()
 
