@@ -85,6 +85,16 @@ AS $$
      WHERE c.oid = p_table
 $$;
 
+-- governance._record_model_name(regclass): the model name quarantine records of the table's
+-- rows carry: a partition's rows are recorded under the partitioned table at the top of its
+-- tree, so that scanning the partition or the whole table, and a guard on either, agree on
+-- one record per row.
+CREATE OR REPLACE FUNCTION governance._record_model_name(p_table regclass)
+RETURNS text
+LANGUAGE sql
+STABLE
+AS $$ SELECT governance._model_name(coalesce(pg_catalog.pg_partition_root(p_table), p_table)) $$;
+
 -- governance._quoted_name(regclass): the table as a quoted SQL name for dynamic statements.
 CREATE OR REPLACE FUNCTION governance._quoted_name(p_table regclass)
 RETURNS text
@@ -533,7 +543,7 @@ SET IntervalStyle = 'postgres'
 SET bytea_output = 'hex'
 AS $$
 DECLARE
-    v_model text := governance._model_name(p_table);
+    v_model text := governance._record_model_name(p_table);
     v_actor text := governance._quarantine_actor();
     v_id_sequence CONSTANT regclass := 'governance.quarantine_record_id_seq';
     v_ids_in_order boolean;
@@ -805,7 +815,10 @@ END
 $$;
 
 -- governance._set_quarantine_guard(table, enabled, context): the worker behind
--- enable_quarantine_guard / disable_quarantine_guard.
+-- enable_quarantine_guard / disable_quarantine_guard. On a partitioned table PostgreSQL clones
+-- the row trigger into every partition, present and future, but not the statement-level
+-- TRUNCATE trigger, which a TRUNCATE of one partition would not fire: that one is created on
+-- each partition that exists now.
 CREATE OR REPLACE FUNCTION governance._set_quarantine_guard(p_table regclass, p_enabled boolean,
                                                            p_context jsonb)
 RETURNS boolean
@@ -817,29 +830,51 @@ DECLARE
     v_keys text[];
     v_model text;
     v_args text;
+    v_tree regclass[];
+    v_part regclass;
+    v_inherited boolean;
 BEGIN
     PERFORM governance.apply_context(p_context);
     PERFORM governance.require_admin(CASE WHEN p_enabled THEN 'enable_quarantine_guard'
                                           ELSE 'disable_quarantine_guard' END);
     v_keys := governance._quarantine_table(p_table, 'table', 'TRIGGER');
-    v_model := governance._model_name(p_table);
+    v_model := governance._record_model_name(p_table);
+    v_tree := p_table || ARRAY(SELECT t.relid FROM pg_catalog.pg_partition_tree(p_table) t
+                                WHERE t.relid <> p_table ORDER BY t.level, t.relid);
+    -- A partition whose row trigger is the clone of its partitioned table's guard.
+    v_inherited := EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                            WHERE g.tgrelid = p_table AND g.tgname = 'governance_quarantine_guard'
+                              AND g.tgparentid <> 0);
     IF NOT p_enabled THEN
+        IF v_inherited THEN
+            PERFORM governance.raise_error('GV002',
+                format('the guard on %s is the guard of the partitioned table %s: unguard that '
+                       'table', governance._model_name(p_table), v_model),
+                jsonb_build_object('field', 'table', 'table', governance._model_name(p_table),
+                                   'partitioned_table', v_model));
+        END IF;
         EXECUTE format('DROP TRIGGER IF EXISTS governance_quarantine_guard ON %s',
                        governance._quoted_name(p_table));
-        EXECUTE format('DROP TRIGGER IF EXISTS governance_quarantine_guard_truncate ON %s',
-                       governance._quoted_name(p_table));
+        FOREACH v_part IN ARRAY v_tree LOOP
+            EXECUTE format('DROP TRIGGER IF EXISTS governance_quarantine_guard_truncate ON %s',
+                           governance._quoted_name(v_part));
+        END LOOP;
         RETURN false;
     END IF;
     SELECT string_agg(format('%L', a), ', ' ORDER BY i) INTO v_args
       FROM unnest(v_model || v_keys) WITH ORDINALITY AS u(a, i);
-    EXECUTE format('CREATE OR REPLACE TRIGGER governance_quarantine_guard '
-                   'BEFORE UPDATE OR DELETE ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION governance.quarantine_guard_trigger(%s)',
-                   governance._quoted_name(p_table), v_args);
-    EXECUTE format('CREATE OR REPLACE TRIGGER governance_quarantine_guard_truncate '
-                   'BEFORE TRUNCATE ON %s FOR EACH STATEMENT '
-                   'EXECUTE FUNCTION governance.quarantine_guard_trigger(%s)',
-                   governance._quoted_name(p_table), v_args);
+    IF NOT v_inherited THEN
+        EXECUTE format('CREATE OR REPLACE TRIGGER governance_quarantine_guard '
+                       'BEFORE UPDATE OR DELETE ON %s FOR EACH ROW '
+                       'EXECUTE FUNCTION governance.quarantine_guard_trigger(%s)',
+                       governance._quoted_name(p_table), v_args);
+    END IF;
+    FOREACH v_part IN ARRAY v_tree LOOP
+        EXECUTE format('CREATE OR REPLACE TRIGGER governance_quarantine_guard_truncate '
+                       'BEFORE TRUNCATE ON %s FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION governance.quarantine_guard_trigger(%s)',
+                       governance._quoted_name(v_part), v_args);
+    END LOOP;
     RETURN true;
 END
 $$;

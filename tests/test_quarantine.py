@@ -1009,3 +1009,40 @@ def test_sqlite_admin_duties_need_a_superuser_context(sqlite_gov: pygov.Governan
     rec = sqlite_gov.quarantine.get(record_id)
     assert rec is not None and rec.status == "UNDER_REVIEW"
     assert "MINE" not in sqlite_gov.quarantine.corruption_types()
+
+
+def test_partitions_are_recorded_and_guarded_as_their_partitioned_table(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE bin (region text, id int, qty int, PRIMARY KEY (region, id))"
+            " PARTITION BY LIST (region)"
+        )
+        conn.execute("CREATE TABLE bin_eu PARTITION OF bin FOR VALUES IN ('eu')")
+        conn.execute("CREATE TABLE bin_us PARTITION OF bin FOR VALUES IN ('us')")
+        conn.execute("INSERT INTO bin VALUES ('eu', 1, -1), ('eu', 2, 5), ('us', 3, 4)")
+    assert pg_gov.quarantine.guard("bin") is True
+    assert pg_gov.quarantine.guard("bin_eu") is True  # already guarded through bin: a no-op
+    # scanning the partition, then the whole table, finds one row: one record, under bin
+    assert pg_gov.quarantine.scan_negative("bin_eu", "qty") == 1
+    assert pg_gov.quarantine.scan_negative("bin", "qty") == 0
+    [record] = pg_gov.quarantine.list()
+    assert (record.model_name, record.object_id) == ("public.bin", "eu:1")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for statement in ("UPDATE bin SET qty = 0 WHERE id = 1", "TRUNCATE bin_eu"):
+            with pytest.raises(psycopg.Error) as info:
+                conn.execute(statement)
+            assert (statement, info.value.sqlstate) == (statement, "GV005")
+        conn.execute("UPDATE bin_eu SET qty = 6 WHERE id = 2")  # not quarantined
+    # the partition's guard is bin's: it is switched off there, not on the partition
+    with pytest.raises(ValidationError) as refused:
+        pg_gov.quarantine.unguard("bin_eu")
+    assert refused.value.context["partitioned_table"] == "public.bin"
+    assert pg_gov.quarantine.unguard("bin") is False
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        triggers = conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'governance_quarantine_guard%'"
+        )
+        assert triggers.fetchone() == (0,)
+        conn.execute("UPDATE bin SET qty = 0 WHERE id = 1")
