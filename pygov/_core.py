@@ -198,8 +198,8 @@ def seconds_arg(name: str, value: timedelta | float | int | None) -> float | Non
     return seconds
 
 
-def int_arg(name: str, value: Any, *, minimum: int | None = None) -> int:
-    """An integer argument within the bigint range."""
+def int_arg(name: str, value: Any, *, minimum: int | None = None, maximum: int = 2**63 - 1) -> int:
+    """An integer argument within the bigint range (or up to ``maximum``)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(
             f"{name} must be an integer", {"field": name, "type": type(value).__name__}
@@ -208,6 +208,8 @@ def int_arg(name: str, value: Any, *, minimum: int | None = None) -> int:
         raise ValidationError(f"{name} is out of range", {"field": name})
     if minimum is not None and value < minimum:
         raise ValidationError(f"{name} must be at least {minimum}", {"field": name, "value": value})
+    if value > maximum:
+        raise ValidationError(f"{name} must be at most {maximum}", {"field": name, "value": value})
     return value
 
 

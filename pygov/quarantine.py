@@ -295,7 +295,7 @@ class QuarantinePlans:
             _choice("status", status, (*STATUSES, "OPEN"), required=False),
             text_arg("model_name", model_name, max_length=MAX_NAME, required=False),
             text_arg("corruption_type", corruption_type, max_length=MAX_NAME, required=False),
-            None if limit is None else int_arg("limit", limit, minimum=1),
+            None if limit is None else int_arg("limit", limit, minimum=1, maximum=2**31 - 1),
         )
         return Call(LIST, args, _records, conn, "quarantine.list")
 

@@ -319,6 +319,10 @@ def test_list_filters_by_status_model_and_type(gov: Any) -> None:
         gov.quarantine.list(status="CLOSED")
     with pytest.raises(ValidationError):
         gov.quarantine.list(limit=0)
+    assert ids(limit=2**31 - 1) == [a, b, c]
+    with pytest.raises(ValidationError) as too_big:  # the same bound on every backend
+        gov.quarantine.list(limit=2**31)
+    assert too_big.value.context["field"] == "limit"
 
 
 def test_corruption_types_are_seeded_and_a_deployment_can_add_its_own(
