@@ -40,7 +40,7 @@ import click
 
 import pygov
 from pygov import admin
-from pygov.errors import GovernanceError, QuarantineError
+from pygov.errors import ConfigurationError, GovernanceError, QuarantineError
 from pygov.governance import parse_dsn
 
 SERVICE = "pygov-cli"
@@ -303,7 +303,8 @@ def probe_postgres(dsn: str) -> None:
         with psycopg.connect(dsn, connect_timeout=5, autocommit=True):
             pass
     except psycopg.Error as exc:
-        raise GovernanceError(
+        # as pygov.connect() reports it: the DSN, the server or the role is wrong
+        raise ConfigurationError(
             "cannot connect to PostgreSQL", {"error": str(exc).strip().splitlines()[0]}
         ) from None
 

@@ -110,7 +110,7 @@ def test_unsupported_dsn_and_bad_options_are_usage_errors(tmp_path: Path) -> Non
 def test_unreachable_postgres_is_a_governance_error_without_a_traceback() -> None:
     result = run_cli("check", "--dsn", "postgresql://nobody@127.0.0.1:1/none")
     assert result.returncode == 1
-    assert "cannot connect to PostgreSQL" in result.stderr
+    assert "ConfigurationError: cannot connect to PostgreSQL" in result.stderr
     assert "Traceback" not in result.stderr
 
 
