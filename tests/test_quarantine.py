@@ -411,6 +411,14 @@ def test_scan_orphans_takes_the_type_reason_and_parent_column(gov: Any, tables: 
     assert rec.reason == f"audit 2024: fee_id = 1 has no match in {model(tables, 'code')}.ref"
 
 
+def test_the_parent_may_be_a_view_on_every_backend(gov: Any, tables: Backend) -> None:
+    tables.query("CREATE VIEW paid_fee AS SELECT id FROM fee WHERE id = 1")
+    assert gov.quarantine.scan_orphans("entry", "fee_id", "paid_fee") == 3  # 7, 8 and 2
+    with pytest.raises(ValidationError) as refused:  # the child is written: it must be a table
+        gov.quarantine.scan_orphans("paid_fee", "id", "fee")
+    assert refused.value.context["field"] == "child_table"
+
+
 def test_scan_negative_and_the_named_forms(gov: Any, tables: Backend) -> None:
     assert gov.quarantine.scan_negative("stock", "quantity") == 2
     assert gov.quarantine.scan_negative("stock", "quantity") == 0

@@ -209,16 +209,18 @@ def list_records(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
 # --- tables, columns and row identity -------------------------------------------------------
 
 
-def _table(conn: SqliteConnection, name: str, field: str) -> str:
+def _table(conn: SqliteConnection, name: str, field: str, *, or_view: bool = False) -> str:
     """The table a name designates, as stored: the name read as SQL (``t``, ``"odd name"``),
-    else taken as the exact name, like governance.resolve_relation; GV002 when none."""
+    else taken as the exact name, like governance.resolve_relation; GV002 when none. With
+    ``or_view`` a view will do too (a parent is only read, as on PostgreSQL)."""
     candidates = [name]
     with suppress(ValidationError):  # not SQL name syntax: only the raw name
         candidates.insert(0, parse_table_name(name))
     for candidate in candidates:
         found = conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
-            (candidate,),
+            "SELECT name FROM sqlite_master WHERE (type = 'table' OR (? AND type = 'view'))"
+            " AND name = ? COLLATE NOCASE",
+            (or_view, candidate),
         ).fetchone()
         if found is not None:
             return str(found[0])
@@ -344,7 +346,7 @@ def _scan_orphans(
 ) -> list[Row]:
     _check_type(conn, corruption_type)
     child_table = _table(conn, child, "child_table")
-    parent_table = _table(conn, parent, "parent_table")
+    parent_table = _table(conn, parent, "parent_table", or_view=True)
     columns = _columns(conn, child_table)
     keys = _key_columns(columns, child_table, "child_table")
     fk_col = _column(columns, fk, "fk_column", child_table)
