@@ -727,6 +727,7 @@ def quarantine() -> None:
 @click.option(
     "--status",
     type=click.Choice(["QUARANTINED", "UNDER_REVIEW", "RESOLVED", "OPEN"], case_sensitive=False),
+    metavar="[QUARANTINED|UNDER_REVIEW|RESOLVED|OPEN]",
     help="Only records in this status (OPEN: not resolved).",
 )
 @click.option("--model", "model_name", help="Only records of this model (schema.table).")
@@ -786,6 +787,7 @@ def quarantine_review(record_id: int) -> None:
     "--resolution",
     required=True,
     type=click.Choice(["REPAIRED", "DISCARDED", "FALSE_POSITIVE"], case_sensitive=False),
+    metavar="[REPAIRED|DISCARDED|FALSE_POSITIVE]",
 )
 @click.option("--notes", required=True, help="What was found and done (required).")
 @options()

@@ -567,3 +567,15 @@ def test_progress_on_a_terminal_and_on_a_pipe() -> None:
     first, last = pipe.getvalue().splitlines()  # no live redraws on a pipe
     assert first == "Cleaning..."
     assert re.fullmatch(r"Cleaning: failed in \d+\.\d s \(100 deleted\)", last)
+
+
+def test_help_spells_statuses_and_resolutions_as_the_database_does() -> None:
+    from click.testing import CliRunner
+
+    from pygov.cli import main
+
+    runner = CliRunner()
+    listing = runner.invoke(main, ["quarantine", "list", "--help"]).output
+    assert "[QUARANTINED|UNDER_REVIEW|RESOLVED|OPEN]" in listing
+    resolving = runner.invoke(main, ["quarantine", "resolve", "--help"]).output
+    assert "[REPAIRED|DISCARDED|FALSE_POSITIVE]" in resolving
