@@ -268,6 +268,12 @@ def _sqlstate_without_code(exc: BaseException) -> str:
     if module.startswith("sqlite3") or name in {"OperationalError", "IntegrityError"}:
         if "locked" in text or "busy" in text:
             return "55P03"
+        if "not null constraint" in text:
+            return "23502"
+        if "check constraint" in text:
+            return "23514"
+        if "foreign key constraint" in text:
+            return "23503"
         if "constraint" in text or "unique" in text:
             return "23505"
         # A governance table missing means the file was never migrated: a retry will not help

@@ -204,3 +204,35 @@ def test_decorators_refuse_the_wrong_kind_of_function(pg_gov: pygov.Governance) 
 
     with pytest.raises(pygov.ValidationError):
         pg_gov.idempotent("x", key="k")(coro)
+
+
+@pytest.mark.parametrize(
+    ("statement", "state"),
+    [
+        ("INSERT INTO t VALUES (2, NULL, NULL)", "23502"),
+        ("INSERT INTO t VALUES (2, -1, NULL)", "23514"),
+        ("INSERT INTO t VALUES (2, 1, 99)", "23503"),
+        ("INSERT INTO t VALUES (1, 1, NULL)", "23505"),
+    ],
+)
+def test_sqlite_constraint_failures_carry_postgresql_sqlstates(
+    tmp_path: Any, statement: str, state: str
+) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "c.db")
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.executescript(
+            "CREATE TABLE p (id INTEGER PRIMARY KEY);"
+            " CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL CHECK (v > 0),"
+            " p INTEGER REFERENCES p (id));"
+            " INSERT INTO t VALUES (1, 1, NULL);"
+        )
+        with pytest.raises(sqlite3.IntegrityError) as info:
+            conn.execute(statement)
+    finally:
+        conn.close()
+    error = errors.translate(info.value)
+    assert isinstance(error, errors.ValidationError)
+    assert error.context["sqlstate"] == state
