@@ -638,22 +638,7 @@ BEGIN
 END
 $$;
 
--- governance._redact_quarantine_snapshot(row): a quarantine record's audit row without the
--- snapshot of the quarantined data when the caller may not read the table it came from.
-CREATE OR REPLACE FUNCTION governance._redact_quarantine_snapshot(p_row governance.audit_trail)
-RETURNS governance.audit_trail
-LANGUAGE plpgsql
-STABLE
-AS $$
-BEGIN
-    IF p_row.model_name = 'governance.quarantine_record'
-       AND NOT governance.caller_may_read(p_row.extra ->> 'quarantined_model') THEN
-        p_row.before_data := p_row.before_data - 'original_data';
-        p_row.after_data := p_row.after_data - 'original_data';
-    END IF;
-    RETURN p_row;
-END
-$$;
+DROP FUNCTION IF EXISTS governance._redact_quarantine_snapshot(governance.audit_trail);
 
 -- governance.object_history(model, object_id, limit, before_id): the object's audit rows,
 -- newest first; pass the last id you got as before_id for the next page. The object index is
@@ -674,16 +659,24 @@ BEGIN
             jsonb_build_object('field', 'limit', 'limit', p_limit));
     END IF;
     PERFORM governance._require_read(p_model_name);
+    -- A quarantine record's rows lose the snapshot of the quarantined data when the caller may
+    -- not read its table (AND stops at the first false: other models never ask).
     RETURN QUERY
-    SELECT r.* FROM (
-        SELECT a AS row FROM governance.audit_trail a
-         WHERE a.model_name = p_model_name
-           AND octet_length(a.object_id) = octet_length(p_object_id) AND a.object_id = p_object_id
-           AND a.id < coalesce(p_before_id, 9223372036854775807)
-         ORDER BY a.id DESC
-         LIMIT p_limit) s
-      CROSS JOIN LATERAL governance._redact_quarantine_snapshot(s.row) r
-     ORDER BY r.id DESC;
+    SELECT a.id, a.occurred_at, a.transaction_id, a.model_name, a.object_id, a.operation,
+           a.source_service, a.user_name, a.db_role, a.ip_address, a.user_agent, a.request_id,
+           CASE WHEN a.hide THEN a.before_data - 'original_data' ELSE a.before_data END,
+           CASE WHEN a.hide THEN a.after_data - 'original_data' ELSE a.after_data END,
+           a.changed_fields, a.extra
+      FROM (SELECT t.*, p_model_name = 'governance.quarantine_record'
+                        AND NOT governance.caller_may_read(t.extra ->> 'quarantined_model') AS hide
+              FROM governance.audit_trail t
+             WHERE t.model_name = p_model_name
+               AND octet_length(t.object_id) = octet_length(p_object_id)
+               AND t.object_id = p_object_id
+               AND t.id < coalesce(p_before_id, 9223372036854775807)
+             ORDER BY t.id DESC
+             LIMIT p_limit) a
+     ORDER BY a.id DESC;
 END
 $$;
 

@@ -471,17 +471,27 @@ BEGIN
         PERFORM governance.raise_error('GV002', 'limit must be at least 1',
             jsonb_build_object('field', 'limit', 'limit', p_limit));
     END IF;
+    -- Whether the caller may read a snapshot is asked once per model listed, not per record.
     RETURN QUERY
-    SELECT r.* FROM (
-        SELECT q AS record FROM governance.quarantine_record q
+    WITH listed AS MATERIALIZED (
+        SELECT q.* FROM governance.quarantine_record q
          WHERE (p_status IS NULL
                 OR (p_status = 'OPEN' AND q.status <> 'RESOLVED') OR q.status = p_status)
            AND (p_model_name IS NULL OR q.model_name = p_model_name)
            AND (p_corruption_type IS NULL OR q.corruption_type = p_corruption_type)
          ORDER BY q.id
-         LIMIT p_limit) s
-      CROSS JOIN LATERAL governance._readable_quarantine_record(s.record) r
-     ORDER BY r.id;
+         LIMIT p_limit),
+    hidden AS (
+        -- (OFFSET 0: the filter is not pushed below the DISTINCT, to run for every record)
+        SELECT m.model_name FROM (SELECT DISTINCT l.model_name FROM listed l OFFSET 0) m
+         WHERE NOT governance.caller_may_read(m.model_name))
+    SELECT l.id, l.model_name, l.object_id, l.corruption_type, l.status, l.reason,
+           CASE WHEN l.model_name IN (SELECT h.model_name FROM hidden h) THEN NULL
+                ELSE l.original_data END,
+           l.quarantined_by, l.quarantined_at, l.reviewed_by, l.reviewed_at, l.resolved_by,
+           l.resolved_at, l.resolution, l.resolution_notes
+      FROM listed l
+     ORDER BY l.id;
 END
 $$;
 
