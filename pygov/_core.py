@@ -217,11 +217,14 @@ def int_arg(name: str, value: Any, *, minimum: int | None = None, maximum: int =
 
 
 def to_datetime(value: Any) -> datetime | None:
-    """Timestamps come back as datetime from PostgreSQL and as ISO text from SQLite."""
-    if value is None or isinstance(value, datetime):
-        return value
-    parsed = datetime.fromisoformat(str(value))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    """Timestamps come back as datetime from PostgreSQL and as ISO text from SQLite; every
+    backend returns them in UTC (psycopg would give the session's TimeZone, asyncpg UTC)."""
+    if value is None:
+        return None
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 
 def to_json_value(value: Any) -> Any:

@@ -236,3 +236,24 @@ def test_sqlite_constraint_failures_carry_postgresql_sqlstates(
     error = errors.translate(info.value)
     assert isinstance(error, errors.ValidationError)
     assert error.context["sqlstate"] == state
+
+
+def test_timestamps_come_back_in_utc_from_every_driver(pg_dsn: str) -> None:
+    from datetime import UTC
+
+    berlin = f"{pg_dsn} options='-c TimeZone=Europe/Berlin'"
+    with pygov.connect(berlin, pool_min_size=0) as gov:
+        record_id = gov.quarantine.quarantine_data("m.t", "1", "OTHER", "odd")
+        synced = gov.quarantine.get(record_id)
+
+    async def read() -> Any:
+        agov = await pygov.aio.connect(berlin, pool_min_size=0)
+        try:
+            return await agov.quarantine.get(record_id)
+        finally:
+            await agov.close()
+
+    awaited = asyncio.run(read())
+    assert synced is not None and awaited is not None
+    assert synced.quarantined_at.tzinfo is UTC and awaited.quarantined_at.tzinfo is UTC
+    assert synced.quarantined_at.isoformat() == awaited.quarantined_at.isoformat()
