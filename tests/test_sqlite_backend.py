@@ -146,3 +146,33 @@ def test_a_null_primary_key_fails_the_scan_with_a_clear_error_and_stores_nothing
     with sqlite3.connect(sqlite_path) as app:
         app.execute("UPDATE bin SET code = 'b' WHERE code IS NULL")
     assert sqlite_gov.quarantine.scan_negative("bin", "qty") == 2
+
+
+def test_guard_refuses_insert_or_replace_of_a_quarantined_row(
+    sqlite_gov: pygov.Governance, sqlite_path: str
+) -> None:
+    from pygov.errors import QuarantineError
+
+    with sqlite3.connect(sqlite_path) as app:
+        app.execute("CREATE TABLE bin (code TEXT PRIMARY KEY, qty INTEGER)")
+        app.execute("INSERT INTO bin VALUES ('a', -1), ('b', 2)")
+    with sqlite_gov.context(superuser=True):
+        assert sqlite_gov.quarantine.guard("bin") is True
+    assert sqlite_gov.quarantine.scan_negative("bin", "qty") == 1
+    # REPLACE deletes the row it replaces without firing DELETE triggers: the INSERT is refused
+    with pytest.raises(QuarantineError), sqlite_gov.transaction() as tx:
+        tx.execute("INSERT OR REPLACE INTO bin VALUES ('a', 100)")
+    app = sqlite3.connect(sqlite_path)  # any client, not only pygov's connections
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="GV005"):
+            app.execute("REPLACE INTO bin VALUES ('a', 100)")
+        app.execute("INSERT OR REPLACE INTO bin VALUES ('b', 3)")  # not quarantined
+        app.execute("INSERT INTO bin VALUES ('c', 1)")
+        app.commit()
+        assert app.execute("SELECT code, qty FROM bin ORDER BY code").fetchall() == [
+            ("a", -1),
+            ("b", 3),
+            ("c", 1),
+        ]
+    finally:
+        app.close()

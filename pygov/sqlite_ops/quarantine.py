@@ -420,10 +420,11 @@ def negative_stock(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
 # --- the guard --------------------------------------------------------------------------------
 
 
-def _guard_names(table: str) -> tuple[str, str]:
+def _guard_names(table: str) -> tuple[str, str, str]:
     return (
         quote_ident(f"governance_quarantine_guard_update_{table}"),
         quote_ident(f"governance_quarantine_guard_delete_{table}"),
+        quote_ident(f"governance_quarantine_guard_insert_{table}"),
     )
 
 
@@ -435,13 +436,16 @@ def enable_guard(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
     message = quote_literal(
         "GV005: the row is quarantined: writes are refused until its quarantine record is resolved"
     )
-    for trigger, event in zip(_guard_names(table), ("UPDATE", "DELETE"), strict=True):
+    # INSERT too: INSERT OR REPLACE deletes the row it replaces without firing DELETE triggers
+    # (unless PRAGMA recursive_triggers is on), so an insert of a quarantined key is refused.
+    events = (("UPDATE", "OLD"), ("DELETE", "OLD"), ("INSERT", "NEW"))
+    for trigger, (event, row) in zip(_guard_names(table), events, strict=True):
         conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         conn.execute(
             f"CREATE TRIGGER {trigger} BEFORE {event} ON {quote_ident(table)} FOR EACH ROW"
             " WHEN EXISTS (SELECT 1 FROM governance_quarantine_record q"
             f"   WHERE q.model_name = {quote_literal(table)}"
-            f"     AND q.object_id = {_object_id_sql('OLD', keys)} AND q.status <> 'RESOLVED')"
+            f"     AND q.object_id = {_object_id_sql(row, keys)} AND q.status <> 'RESOLVED')"
             f" BEGIN SELECT RAISE(ABORT, {message}); END"
         )
     return [(True,)]
