@@ -562,6 +562,7 @@ DECLARE
     v_ids bigint[];
     v_last_id bigint;
     v_record_id_ranges jsonb;
+    v_constraint text;
     -- Plain INSERT first: ON CONFLICT's speculative insertion costs a fifth more per row.
     v_insert text := $q$
             INSERT INTO governance.quarantine_record AS q
@@ -611,6 +612,16 @@ BEGIN
                                         'WHERE status <> ''RESOLVED'' DO NOTHING'))
         INTO v_count, v_ids
         USING v_model, p_corruption_type, v_actor;
+    WHEN check_violation THEN
+        GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
+        IF v_constraint = 'quarantine_record_object_id_check' THEN
+            PERFORM governance.raise_error('GV002',
+                format('a row of %s has a key whose text is empty or over 1,000 characters: '
+                       'it cannot be recorded, so the scan stored nothing', v_model),
+                jsonb_build_object('table', v_model, 'field', 'object_id',
+                                   'reason', 'object_id_length', 'max_length', 1000));
+        END IF;
+        RAISE;
     END;
     DROP TABLE pg_temp.governance_scan;
     IF v_count > 0 AND v_ids IS NULL THEN

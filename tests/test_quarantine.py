@@ -411,6 +411,21 @@ def test_scan_orphans_takes_the_type_reason_and_parent_column(gov: Any, tables: 
     assert rec.reason == f"audit 2024: fee_id = 1 has no match in {model(tables, 'code')}.ref"
 
 
+def test_a_key_too_long_to_record_fails_the_scan_clearly_and_stores_nothing(
+    gov: Any, tables: Backend
+) -> None:
+    tables.query("CREATE TABLE tag (name TEXT PRIMARY KEY, qty INTEGER)")
+    tables.query("INSERT INTO tag VALUES (?, ?)", ("x" * 1001, -1))
+    tables.query("INSERT INTO tag VALUES (?, ?)", ("short", -1))
+    with pytest.raises(ValidationError) as info:
+        gov.quarantine.scan_negative("tag", "qty")
+    assert info.value.context["reason"] == "object_id_length"
+    assert info.value.context["max_length"] == 1000
+    assert gov.quarantine.list() == []
+    tables.query("UPDATE tag SET name = 'long' WHERE name <> 'short'")
+    assert gov.quarantine.scan_negative("tag", "qty") == 2
+
+
 def test_the_parent_may_be_a_view_on_every_backend(gov: Any, tables: Backend) -> None:
     tables.query("CREATE VIEW paid_fee AS SELECT id FROM fee WHERE id = 1")
     assert gov.quarantine.scan_orphans("entry", "fee_id", "paid_fee") == 3  # 7, 8 and 2

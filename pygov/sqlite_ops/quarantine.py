@@ -294,6 +294,17 @@ def _scan(
             )
         ]
     except sqlite3.IntegrityError as exc:
+        if "length(object_id)" in str(exc):
+            raise ValidationError(
+                f"a row of {table} has a key whose text is empty or over 1,000 characters: "
+                "it cannot be recorded, so the scan stored nothing",
+                {
+                    "table": table,
+                    "field": "object_id",
+                    "reason": "object_id_length",
+                    "max_length": 1000,
+                },
+            ) from exc
         if "governance_quarantine_record.object_id" not in str(exc):
             raise
         # PostgreSQL forbids NULL in a primary key; SQLite allows it outside INTEGER PRIMARY KEY.
