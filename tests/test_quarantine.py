@@ -534,6 +534,8 @@ def test_guard_refuses_writes_to_quarantined_rows_until_resolved(gov: Any, table
     [pen, ink] = sorted(gov.quarantine.list(), key=lambda r: r.object_id, reverse=True)
     with pytest.raises(QuarantineError) as info, gov.transaction() as tx:
         tables.execute(tx, "UPDATE stock SET quantity = 0 WHERE item = 'pen' AND location = 'B:1'")
+    assert info.value.context["model_name"] == model(tables, "stock")
+    assert info.value.context["operation"] == "UPDATE"
     if tables.is_postgres:
         assert info.value.context["object_id"] == "pen:B%3A1"
         assert info.value.context["quarantine_ids"] == [pen.id]

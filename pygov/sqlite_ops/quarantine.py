@@ -7,6 +7,7 @@ against the catalogue (``sqlite_master``, ``pragma_table_info``) and then quoted
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
@@ -444,20 +445,23 @@ def enable_guard(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
     _require_admin(conn, "enable_quarantine_guard")
     table = _table(conn, name, "table")
     keys = _key_columns(_columns(conn, table), table, "table")
-    message = quote_literal(
+    # RAISE takes a literal message: the context it can carry is what is known now (the row's
+    # object id and record ids, which PostgreSQL's guard adds, are not).
+    message = (
         "GV005: the row is quarantined: writes are refused until its quarantine record is resolved"
     )
     # INSERT too: INSERT OR REPLACE deletes the row it replaces without firing DELETE triggers
     # (unless PRAGMA recursive_triggers is on), so an insert of a quarantined key is refused.
     events = (("UPDATE", "OLD"), ("DELETE", "OLD"), ("INSERT", "NEW"))
     for trigger, (event, row) in zip(_guard_names(table), events, strict=True):
+        context = json.dumps({"model_name": table, "operation": event}, ensure_ascii=False)
         conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         conn.execute(
             f"CREATE TRIGGER {trigger} BEFORE {event} ON {quote_ident(table)} FOR EACH ROW"
             " WHEN EXISTS (SELECT 1 FROM governance_quarantine_record q"
             f"   WHERE q.model_name = {quote_literal(table)}"
             f"     AND q.object_id = {_object_id_sql(row, keys)} AND q.status <> 'RESOLVED')"
-            f" BEGIN SELECT RAISE(ABORT, {message}); END"
+            f" BEGIN SELECT RAISE(ABORT, {quote_literal(message + ' ' + context)}); END"
         )
     return [(True,)]
 
