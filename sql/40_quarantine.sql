@@ -583,6 +583,13 @@ BEGIN
     -- The object id is read from the snapshot (which has every column), so each suspect row
     -- is turned into JSON once. OFFSET 0 keeps the inner SELECT a subquery (pulled up, its
     -- JSON would be built again for the id) and leaves it free to run in parallel.
+    IF pg_catalog.to_regclass('pg_temp.governance_scan') IS NOT NULL THEN
+        PERFORM governance.raise_error('GV002',
+            'this session already has a temporary table named governance_scan, the name the '
+            'scanners use for their working set: drop or rename it',
+            jsonb_build_object('table', 'pg_temp.governance_scan',
+                               'reason', 'temporary_table_exists'));
+    END IF;
     EXECUTE format('CREATE TEMP TABLE governance_scan ON COMMIT DROP AS '
                    'SELECT governance.row_object_id(s.snapshot, %L) AS object_id, s.snapshot, '
                    's.reason FROM (SELECT %s AS snapshot, %s AS reason FROM %s OFFSET 0) s',

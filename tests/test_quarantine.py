@@ -1075,3 +1075,19 @@ def test_partitions_are_recorded_and_guarded_as_their_partitioned_table(
         )
         assert triggers.fetchone() == (0,)
         conn.execute("UPDATE bin SET qty = 0 WHERE id = 1")
+
+
+def test_a_session_temp_table_named_like_the_scanners_is_a_clear_error(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bin (id int PRIMARY KEY, qty int)")
+        conn.execute("INSERT INTO bin VALUES (1, -1)")
+        conn.execute("CREATE TEMP TABLE governance_scan (note text)")
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("SELECT governance.scan_negative('bin', 'qty')")
+        assert info.value.sqlstate == "GV002"
+        assert "governance_scan" in str(info.value)
+        conn.execute("DROP TABLE governance_scan")
+        count = conn.execute("SELECT governance.scan_negative('bin', 'qty')").fetchone()
+        assert count == (1,)
