@@ -528,6 +528,8 @@ BEGIN
        SET model_name = excluded.model_name, key_columns = excluded.key_columns,
            ignore_columns = excluded.ignore_columns, enabled_at = clock_timestamp(),
            enabled_by = excluded.enabled_by;
+    INSERT INTO governance.model_source (model_name, table_oid) VALUES (v_model, p_table)
+    ON CONFLICT DO NOTHING;
 
     PERFORM governance._audit_drop_triggers(p_table);
     -- Table names reach DDL only through %I; the settings are trigger arguments (%L).
@@ -589,36 +591,77 @@ $$;
 
 -- --- reading the trail ---------------------------------------------------------------------
 
--- governance.caller_may_read(model_name): may the caller see the data recorded under this model
--- name (audit rows, quarantine snapshots)? Data copied from a table is shown only to roles that
--- may SELECT that table, and to members of governance_auditor and governance_admin: without
--- this, any governance_app role could read, through the history, rows it is not allowed to
--- SELECT. The model names a table when it is the model of an audited table or a table's
--- "schema.table" name (tables of the governance schema excepted: their data is read through
--- the governance functions). Any other model name (an application's own name for data it
--- logged itself) is readable.
-CREATE OR REPLACE FUNCTION governance.caller_may_read(p_model_name text)
+-- governance._rls_applies(table, role): does row-level security hide rows of the table from
+-- the role? (It is enabled, and the role is no superuser, has no BYPASSRLS and does not own the
+-- table, or the table forces it on its owner too.)
+CREATE OR REPLACE FUNCTION governance._rls_applies(p_table oid, p_role text)
 RETURNS boolean
 LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM pg_class c, pg_roles r
+         WHERE c.oid = p_table AND c.relrowsecurity AND r.rolname = p_role
+           AND NOT r.rolsuper AND NOT r.rolbypassrls
+           AND (c.relforcerowsecurity OR NOT pg_has_role(r.oid, c.relowner, 'MEMBER')))
+$$;
+
+-- governance._caller_reads_table(table): may the caller read every row of the table itself?
+-- SELECT on it, USAGE on its schema, and no row-level security that applies to the caller.
+CREATE OR REPLACE FUNCTION governance._caller_reads_table(p_table oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(has_table_privilege(governance.caller_role(), c.oid, 'SELECT')
+                    AND has_schema_privilege(governance.caller_role(), c.relnamespace, 'USAGE')
+                    AND NOT governance._rls_applies(c.oid, governance.caller_role()), false)
+      FROM pg_class c WHERE c.oid = p_table
+$$;
+
+-- governance.caller_may_read(model_name): may the caller see the data recorded under this model
+-- name (audit rows, quarantine snapshots)? Data copied from a table is shown only to roles that
+-- may read that table themselves (governance._caller_reads_table), and to members of
+-- governance_auditor and governance_admin: without this, any governance_app role could read,
+-- through the history, rows it is not allowed to SELECT. The tables of a model are those that
+-- ever recorded under it (governance.model_source: audited and scanned tables, kept after a
+-- rename, a drop or disable_audit), its audited table, and the table its "schema.table" name
+-- names (governance tables excepted: their data is read through the governance functions). A
+-- name with none of these (an application's own, for data it logged itself) is readable; a
+-- name whose tables are all gone is not.
+-- (PL/pgSQL, not SQL: its body names governance.model_source, which the function files must
+-- not need at creation, when they are loaded over an older schema.)
+CREATE OR REPLACE FUNCTION governance.caller_may_read(p_model_name text)
+RETURNS boolean
+LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN (
+    WITH sources AS (
+        SELECT s.table_oid AS oid FROM governance.model_source s
+         WHERE s.model_name = p_model_name
+        UNION
+        SELECT a.table_oid FROM governance.audited_table a WHERE a.model_name = p_model_name
+        UNION
+        SELECT c.oid FROM pg_catalog.pg_namespace n
+          JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
+         WHERE n.nspname <> 'governance'
+           AND pg_catalog.starts_with(p_model_name, n.nspname || '.')
+           AND c.relname = pg_catalog.substr(p_model_name, pg_catalog.length(n.nspname) + 2)),
+    existing AS (
+        SELECT s.oid FROM sources s JOIN pg_catalog.pg_class c ON c.oid = s.oid)
     SELECT pg_catalog.pg_has_role(governance.caller_role(), 'governance_auditor', 'MEMBER')
         OR governance.caller_is_admin()
-        OR coalesce((
-            SELECT pg_catalog.bool_and(coalesce(pg_catalog.has_table_privilege(
-                       governance.caller_role(), t.oid, 'SELECT'), false))
-              FROM (SELECT a.table_oid AS oid FROM governance.audited_table a
-                     WHERE a.model_name = p_model_name
-                    UNION
-                    SELECT c.oid FROM pg_catalog.pg_namespace n
-                      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
-                     WHERE n.nspname <> 'governance'
-                       AND pg_catalog.starts_with(p_model_name, n.nspname || '.')
-                       AND c.relname = pg_catalog.substr(p_model_name,
-                                                         pg_catalog.length(n.nspname) + 2)) t),
-            true)
+        OR NOT EXISTS (SELECT 1 FROM sources)
+        OR (EXISTS (SELECT 1 FROM existing)
+            AND NOT EXISTS (SELECT 1 FROM existing e
+                             WHERE NOT governance._caller_reads_table(e.oid))));
+END
 $$;
 
 -- governance._require_read(model_name): GV001 unless governance.caller_may_read(model_name).

@@ -147,11 +147,7 @@ BEGIN
     -- The scanners read the table as the governance owner. Where row-level security would hide
     -- rows from the caller, a scan would copy those rows into records the caller can read: it is
     -- refused instead of leaking them.
-    IF p_privilege = 'SELECT' AND EXISTS (
-           SELECT 1 FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
-            WHERE c.oid = p_table AND c.relrowsecurity AND r.rolname = governance.caller_role()
-              AND NOT r.rolsuper AND NOT r.rolbypassrls
-              AND (c.relforcerowsecurity OR NOT pg_has_role(r.oid, c.relowner, 'MEMBER'))) THEN
+    IF p_privilege = 'SELECT' AND governance._rls_applies(p_table, governance.caller_role()) THEN
         PERFORM governance.raise_error('GV001',
             format('%s on %s has row-level security that applies to %s: scanning it needs a role '
                    'that bypasses it (its owner, or BYPASSRLS)', p_field,
@@ -650,6 +646,11 @@ BEGIN
             THEN jsonb_build_array(jsonb_build_array(v_id_before + 1, v_last_id))
         ELSE governance._id_ranges(v_ids) END;
     IF v_count > 0 THEN
+        -- The snapshots are the table's rows: readable as the table is (caller_may_read), even
+        -- after it is renamed or dropped.
+        INSERT INTO governance.model_source (model_name, table_oid)
+        VALUES (v_model, coalesce(pg_catalog.pg_partition_root(p_table), p_table))
+        ON CONFLICT DO NOTHING;
         PERFORM governance.log_operation(
             'governance.quarantine_record', NULL, 'CREATE', governance.ctx('service'), NULL, NULL,
             jsonb_build_object('action', 'scan', 'scanner', p_scanner,

@@ -330,6 +330,35 @@ def test_history_of_a_table_is_shown_only_to_roles_that_may_read_it(
         assert rows.fetchall() == [({"id": 1, "amount": 900}, True)]
 
 
+def test_history_stays_closed_when_the_table_is_renamed_unaudited_hidden_or_out_of_reach(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    sql(pg_dsn, "CREATE TABLE public.card (id int PRIMARY KEY, pan text)")
+    pg_gov.audit.enable("public.card", model_name="Card")
+    sql(pg_dsn, "INSERT INTO public.card VALUES (1, '4111'), (2, '5500')")
+    pg_gov.audit.disable("public.card")  # the model no longer names an audited table
+    with as_app(pg_dsn) as app, pytest.raises(AuthorityViolationError):
+        app.audit.history("Card", 1)
+    sql(pg_dsn, "GRANT SELECT ON public.card TO governance_app")
+    with as_app(pg_dsn) as app:  # ... but it still answers to its table
+        assert [r.after_data for r in app.audit.history("Card", 1)] == [{"id": 1, "pan": "4111"}]
+    # row-level security that hides rows from the caller hides their history too
+    sql(pg_dsn, "ALTER TABLE public.card ENABLE ROW LEVEL SECURITY")
+    sql(pg_dsn, "CREATE POLICY first_only ON public.card TO governance_app USING (id = 1)")
+    with as_app(pg_dsn) as app, pytest.raises(AuthorityViolationError):
+        app.audit.history("Card", 2)
+    sql(pg_dsn, "ALTER TABLE public.card DISABLE ROW LEVEL SECURITY")
+    # so does a schema the caller may not use, and a rename or a drop of the table
+    sql(pg_dsn, "CREATE SCHEMA locked")
+    sql(pg_dsn, "ALTER TABLE public.card SET SCHEMA locked")
+    with as_app(pg_dsn) as app, pytest.raises(AuthorityViolationError):
+        app.audit.history("Card", 1)
+    sql(pg_dsn, "DROP TABLE locked.card")
+    with as_app(pg_dsn) as app, pytest.raises(AuthorityViolationError):
+        app.audit.history("Card", 1)
+    assert len(pg_gov.audit.history("Card", 1)) == 1  # admins still read it
+
+
 # --- the planner uses the indexes ------------------------------------------------------------
 
 

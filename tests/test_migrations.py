@@ -154,7 +154,7 @@ def test_quarantine_keys_migration_keeps_records_and_their_rules(empty_pg_dsn: s
                 gov.quarantine.quarantine_data("public.ledger", "8", "OTHER", "before"),
             ]
             gov.quarantine.resolve(before[2], "checked", "FALSE_POSITIVE")
-            assert gov.migrate().applied == ["0007_quarantine_keys"]
+            assert gov.migrate().applied == ["0007_quarantine_keys", "0008_model_sources"]
             # The open records are still the open records: quarantining again finds them.
             assert gov.quarantine.quarantine_data("public.ledger", "7", "OTHER", "x") == before[0]
             assert gov.quarantine.quarantine_data(long_model, "ünï", "OTHER", "x") == before[1]

@@ -665,6 +665,26 @@ def test_snapshots_are_shown_only_to_roles_that_may_read_their_table(
         assert row.fetchone() == ({"id": 7, "amount": -100},)
 
 
+def test_snapshots_stay_hidden_after_their_table_is_renamed_or_dropped(
+    pg_gov: pygov.Governance, pg_dsn: str, app_role: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE wage (id int PRIMARY KEY, amount int)")
+        conn.execute("INSERT INTO wage VALUES (7, -100)")
+    assert pg_gov.quarantine.scan_negative("wage", "amount") == 1
+    app = _as_role(pg_dsn, app_role)
+    try:
+        for change in ("ALTER TABLE wage RENAME TO wage_2027", "DROP TABLE wage_2027"):
+            with psycopg.connect(pg_dsn, autocommit=True) as conn:
+                conn.execute(change)
+            # "public.wage" names no table any more, but it named one: not an app's own name
+            [record] = app.quarantine.list()
+            assert (record.model_name, record.data) == ("public.wage", None), change
+    finally:
+        app.close()
+    assert pg_gov.quarantine.list()[0].data == {"id": 7, "amount": -100}
+
+
 def test_scans_refuse_tables_whose_row_level_security_applies_to_the_caller(
     pg_gov: pygov.Governance, pg_dsn: str, app_role: str
 ) -> None:

@@ -168,6 +168,11 @@ def test_guard_refuses_insert_or_replace_of_a_quarantined_row(
             app.execute("REPLACE INTO bin VALUES ('a', 100)")
         app.execute("INSERT OR REPLACE INTO bin VALUES ('b', 3)")  # not quarantined
         app.execute("INSERT INTO bin VALUES ('c', 1)")
+        # inserts that change nothing behave as they would without the guard
+        app.execute("INSERT OR IGNORE INTO bin VALUES ('a', 0)")
+        app.execute("INSERT INTO bin VALUES ('a', 0) ON CONFLICT DO NOTHING")
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            app.execute("INSERT INTO bin VALUES ('a', 0)")
         app.commit()
         assert app.execute("SELECT code, qty FROM bin ORDER BY code").fetchall() == [
             ("a", -1),

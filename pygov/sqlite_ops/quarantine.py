@@ -451,13 +451,16 @@ def enable_guard(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
         "GV005: the row is quarantined: writes are refused until its quarantine record is resolved"
     )
     # INSERT too: INSERT OR REPLACE deletes the row it replaces without firing DELETE triggers
-    # (unless PRAGMA recursive_triggers is on), so an insert of a quarantined key is refused.
-    events = (("UPDATE", "OLD"), ("DELETE", "OLD"), ("INSERT", "NEW"))
-    for trigger, (event, row) in zip(_guard_names(table), events, strict=True):
+    # (unless PRAGMA recursive_triggers is on), so a row inserted with a quarantined key is
+    # refused, and the ABORT takes the deletion back. AFTER, not BEFORE: an INSERT OR IGNORE
+    # or ON CONFLICT DO NOTHING that inserts nothing, and a duplicate key, behave as without
+    # the guard.
+    events = (("BEFORE", "UPDATE", "OLD"), ("BEFORE", "DELETE", "OLD"), ("AFTER", "INSERT", "NEW"))
+    for trigger, (timing, event, row) in zip(_guard_names(table), events, strict=True):
         context = json.dumps({"model_name": table, "operation": event}, ensure_ascii=False)
         conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         conn.execute(
-            f"CREATE TRIGGER {trigger} BEFORE {event} ON {quote_ident(table)} FOR EACH ROW"
+            f"CREATE TRIGGER {trigger} {timing} {event} ON {quote_ident(table)} FOR EACH ROW"
             " WHEN EXISTS (SELECT 1 FROM governance_quarantine_record q"
             f"   WHERE q.model_name = {quote_literal(table)}"
             f"     AND q.object_id = {_object_id_sql(row, keys)} AND q.status <> 'RESOLVED')"
