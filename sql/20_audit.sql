@@ -211,7 +211,34 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM governance.apply_context(p_context);
+    -- The governance schema's own history is written by its functions (_log_operation): a
+    -- forged row could, for one, make object_at of a quarantine record show its snapshot.
+    IF starts_with(p_model_name, 'governance.') AND NOT governance.caller_is_admin() THEN
+        PERFORM governance.raise_error('GV001',
+            'models of the governance schema are logged by the governance functions only',
+            jsonb_build_object('field', 'model_name', 'model_name', p_model_name,
+                               'role', governance.caller_role()));
+    END IF;
+    RETURN governance._log_operation(p_model_name, p_object_id, p_operation, p_source_service,
+                                     p_before_data, p_after_data, p_extra);
+END
+$$;
+
+-- governance._log_operation(...): log_operation without its context and its guard on the
+-- governance schema's models, for the governance functions. A model that names a table is
+-- recorded as that table's (governance.model_source), so that its rows stay as readable as the
+-- table after a rename or a drop.
+CREATE OR REPLACE FUNCTION governance._log_operation(
+    p_model_name text, p_object_id text, p_operation text, p_source_service text,
+    p_before_data jsonb, p_after_data jsonb, p_extra jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
     PERFORM governance._audit_check_text('model_name', p_model_name, 255, true);
+    PERFORM governance._record_model_source(p_model_name);
     RETURN governance._write_audit(p_model_name, p_object_id, p_operation, p_source_service,
         p_before_data, p_after_data, governance._changed_fields(p_before_data, p_after_data),
         p_extra);
@@ -492,6 +519,15 @@ BEGIN
     v_qual := format('%I.%I', v_schema, v_class.relname);
     v_model := coalesce(p_model_name, v_schema || '.' || v_class.relname);
     PERFORM governance._audit_check_text('model_name', v_model, 255, true);
+    -- A model name of other tables would let this table's readers read their history (see
+    -- governance.caller_may_read): only for those who may read it already.
+    IF p_model_name IS NOT NULL AND NOT governance.caller_is_admin()
+       AND NOT governance.caller_may_read(v_model) THEN
+        PERFORM governance.raise_error('GV001',
+            'the model name is already used for tables the caller may not read',
+            jsonb_build_object('field', 'model_name', 'model_name', v_model,
+                               'role', governance.caller_role()));
+    END IF;
 
     v_columns := ARRAY(SELECT a.attname::text FROM pg_attribute a
                         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped);
@@ -591,6 +627,35 @@ $$;
 
 -- --- reading the trail ---------------------------------------------------------------------
 
+-- governance._model_tables(model_name): the relations a "schema.table" model name names
+-- (tables, views, materialized views, foreign tables; a dotted schema or table name can make it
+-- more than one), outside the governance schema.
+CREATE OR REPLACE FUNCTION governance._model_tables(p_model_name text)
+RETURNS SETOF oid
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.oid FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
+     WHERE n.nspname <> 'governance' AND starts_with(p_model_name, n.nspname || '.')
+       AND c.relname = substr(p_model_name, length(n.nspname) + 2)
+       AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+$$;
+
+-- governance._record_model_source(model_name): remember the tables a model name names now.
+CREATE OR REPLACE FUNCTION governance._record_model_source(p_model_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO governance.model_source (model_name, table_oid)
+    SELECT p_model_name, t.oid FROM governance._model_tables(p_model_name) AS t(oid)
+     WHERE t.oid IN (SELECT c.oid FROM pg_class c WHERE c.relkind IN ('r', 'p'))
+    ON CONFLICT DO NOTHING;
+END
+$$;
+
 -- governance._rls_applies(table, role): does row-level security hide rows of the table from
 -- the role? (It is enabled, and the role is no superuser, has no BYPASSRLS and does not own the
 -- table, or the table forces it on its owner too.)
@@ -629,8 +694,8 @@ $$;
 -- ever recorded under it (governance.model_source: audited and scanned tables, kept after a
 -- rename, a drop or disable_audit), its audited table, and the table its "schema.table" name
 -- names (governance tables excepted: their data is read through the governance functions). A
--- name with none of these (an application's own, for data it logged itself) is readable; a
--- name whose tables are all gone is not.
+-- name with none of these (an application's own, for data it logged itself) is readable; one
+-- with a table that is gone is not, since no privilege on it can be checked any more.
 -- (PL/pgSQL, not SQL: its body names governance.model_source, which the function files must
 -- not need at creation, when they are loaded over an older schema.)
 CREATE OR REPLACE FUNCTION governance.caller_may_read(p_model_name text)
@@ -642,25 +707,23 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN (
-    WITH sources AS (
+    WITH recorded AS (
         SELECT s.table_oid AS oid FROM governance.model_source s
          WHERE s.model_name = p_model_name
         UNION
-        SELECT a.table_oid FROM governance.audited_table a WHERE a.model_name = p_model_name
+        SELECT a.table_oid FROM governance.audited_table a WHERE a.model_name = p_model_name),
+    sources AS (
+        SELECT r.oid FROM recorded r
         UNION
-        SELECT c.oid FROM pg_catalog.pg_namespace n
-          JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
-         WHERE n.nspname <> 'governance'
-           AND pg_catalog.starts_with(p_model_name, n.nspname || '.')
-           AND c.relname = pg_catalog.substr(p_model_name, pg_catalog.length(n.nspname) + 2)),
-    existing AS (
-        SELECT s.oid FROM sources s JOIN pg_catalog.pg_class c ON c.oid = s.oid)
-    SELECT pg_catalog.pg_has_role(governance.caller_role(), 'governance_auditor', 'MEMBER')
-        OR governance.caller_is_admin()
-        OR NOT EXISTS (SELECT 1 FROM sources)
-        OR (EXISTS (SELECT 1 FROM existing)
-            AND NOT EXISTS (SELECT 1 FROM existing e
-                             WHERE NOT governance._caller_reads_table(e.oid))));
+        SELECT t.oid FROM governance._model_tables(p_model_name) AS t(oid))
+    SELECT p_model_name IS NOT NULL
+       AND (pg_catalog.pg_has_role(governance.caller_role(), 'governance_auditor', 'MEMBER')
+            OR governance.caller_is_admin()
+            -- every table the model ever had must still exist and be readable by the caller
+            OR NOT EXISTS (SELECT 1 FROM sources s
+                            WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                                               WHERE c.oid = s.oid)
+                               OR NOT governance._caller_reads_table(s.oid))));
 END
 $$;
 
@@ -764,8 +827,12 @@ BEGIN
             v_state := r.after_data;
         END IF;
     END LOOP;
-    IF p_model_name = 'governance.quarantine_record'
-       AND NOT governance.caller_may_read(v_state ->> 'model_name') THEN
+    -- Whose snapshot it is comes from the record itself, not from the rebuilt state.
+    IF p_model_name = 'governance.quarantine_record' AND v_state ? 'original_data'
+       AND NOT coalesce(governance.caller_may_read(
+               (SELECT q.model_name FROM governance.quarantine_record q
+                 WHERE q.id = CASE WHEN p_object_id ~ '^[0-9]{1,18}$'
+                                   THEN p_object_id::bigint END)), false) THEN
         v_state := v_state - 'original_data';
     END IF;
     RETURN v_state;
@@ -1065,6 +1132,10 @@ GRANT EXECUTE ON FUNCTION
     governance.verify_audit()
 TO governance_app, governance_admin, governance_auditor;
 GRANT EXECUTE ON FUNCTION governance.drop_audit_before(timestamptz, jsonb) TO governance_admin;
+-- Triggers on governance tables log through it, also when an admin edits them in SQL.
+GRANT EXECUTE ON FUNCTION
+    governance._log_operation(text, text, text, text, jsonb, jsonb, jsonb)
+TO governance_admin;
 GRANT SELECT ON governance.audited_tables TO governance_app, governance_admin, governance_auditor;
 GRANT EXECUTE ON FUNCTION governance.audit_month_start(timestamptz),
     governance.audit_partition_name(timestamptz)

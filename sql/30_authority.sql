@@ -345,7 +345,7 @@ BEGIN
       FROM governance._authority_grants_of(p_matrix) l
     ON CONFLICT DO NOTHING;
 
-    PERFORM governance.log_operation('governance.authority_matrix', 'matrix', 'UPDATE',
+    PERFORM governance._log_operation('governance.authority_matrix', 'matrix', 'UPDATE',
         governance.ctx('service'), v_before, governance.get_authority_matrix(),
         jsonb_build_object('action', 'load_matrix', 'role', governance.caller_role()));
     RETURN QUERY SELECT
@@ -530,7 +530,7 @@ BEGIN
     IF TG_OP = 'UPDATE' AND NOT (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL) THEN
         RETURN NULL;
     END IF;
-    PERFORM governance.log_operation('governance.authority_delegation', v_id::text,
+    PERFORM governance._log_operation('governance.authority_delegation', v_id::text,
         CASE TG_OP WHEN 'INSERT' THEN 'CREATE' ELSE TG_OP END,
         governance.ctx('service'),
         CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
@@ -743,7 +743,7 @@ BEGIN
        SET model_name = EXCLUDED.model_name, protected_at = clock_timestamp(),
            protected_by = EXCLUDED.protected_by;
     IF v_before IS DISTINCT FROM v_model THEN
-        PERFORM governance.log_operation('governance.authority_protected_table', p_table::text,
+        PERFORM governance._log_operation('governance.authority_protected_table', p_table::text,
             CASE WHEN v_before IS NULL THEN 'CREATE' ELSE 'UPDATE' END, governance.ctx('service'),
             CASE WHEN v_before IS NOT NULL THEN jsonb_build_object('model_name', v_before) END,
             jsonb_build_object('model_name', v_model),
@@ -777,7 +777,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    PERFORM governance.log_operation('governance.authority_protected_table', p_table::text,
+    PERFORM governance._log_operation('governance.authority_protected_table', p_table::text,
         'DELETE', governance.ctx('service'), jsonb_build_object('model_name', v_model), NULL,
         jsonb_build_object('action', 'unprotect', 'role', governance.caller_role()));
     RETURN true;
@@ -801,7 +801,7 @@ BEGIN
     PERFORM governance._authority_require_admin('OVERRIDE', 'governance.authority_override');
     PERFORM governance._authority_name('reason', p_reason, 1000);
     PERFORM set_config('governance.override_reason', p_reason, true);
-    PERFORM governance.log_operation('governance.authority_override',
+    PERFORM governance._log_operation('governance.authority_override',
         txid_current()::text, 'CREATE', governance.ctx('service'), NULL,
         jsonb_build_object('reason', p_reason),
         jsonb_build_object('action', 'authority_override', 'role', governance.caller_role()));

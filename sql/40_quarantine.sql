@@ -254,7 +254,7 @@ DECLARE
     -- (a row IS NULL only when every field is: test the key instead)
     v_created boolean := p_before.id IS NULL;
 BEGIN
-    RETURN governance.log_operation(
+    RETURN governance._log_operation(
         'governance.quarantine_record', p_after.id::text,
         CASE WHEN v_created THEN 'CREATE' ELSE 'UPDATE' END,
         governance.ctx('service'),
@@ -262,8 +262,7 @@ BEGIN
         CASE WHEN v_created THEN to_jsonb(p_after) ELSE to_jsonb(p_after) - 'original_data' END,
         jsonb_build_object('action', p_action, 'quarantined_model', p_after.model_name,
                            'quarantined_object_id', p_after.object_id,
-                           'corruption_type', p_after.corruption_type),
-        NULL);
+                           'corruption_type', p_after.corruption_type));
 END
 $$;
 
@@ -313,6 +312,8 @@ BEGIN
         DO NOTHING
         RETURNING q.* INTO r;
         IF FOUND THEN
+            -- A snapshot under a table's name is that table's data, even after a rename.
+            PERFORM governance._record_model_source(p_model_name);
             PERFORM governance._quarantine_audit('quarantine', NULL, r);
             RETURN r.id;
         END IF;
@@ -651,13 +652,12 @@ BEGIN
         INSERT INTO governance.model_source (model_name, table_oid)
         VALUES (v_model, coalesce(pg_catalog.pg_partition_root(p_table), p_table))
         ON CONFLICT DO NOTHING;
-        PERFORM governance.log_operation(
+        PERFORM governance._log_operation(
             'governance.quarantine_record', NULL, 'CREATE', governance.ctx('service'), NULL, NULL,
             jsonb_build_object('action', 'scan', 'scanner', p_scanner,
                                'quarantined_model', v_model,
                                'corruption_type', p_corruption_type, 'count', v_count,
-                               'record_id_ranges', v_record_id_ranges),
-            NULL);
+                               'record_id_ranges', v_record_id_ranges));
     END IF;
     RETURN v_count;
 END
@@ -960,8 +960,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    PERFORM governance.log_operation('governance.corruption_type', p_code, 'CREATE',
-                                     governance.ctx('service'), NULL, to_jsonb(t), NULL, NULL);
+    PERFORM governance._log_operation('governance.corruption_type', p_code, 'CREATE',
+                                      governance.ctx('service'), NULL, to_jsonb(t), NULL);
     RETURN true;
 END
 $$;

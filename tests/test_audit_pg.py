@@ -359,6 +359,34 @@ def test_history_stays_closed_when_the_table_is_renamed_unaudited_hidden_or_out_
     assert len(pg_gov.audit.history("Card", 1)) == 1  # admins still read it
 
 
+def test_model_names_cannot_be_borrowed_or_forged_to_read_history(
+    pg_gov: pygov.Governance, pg_dsn: str
+) -> None:
+    sql(pg_dsn, "CREATE TABLE public.vault (id int PRIMARY KEY, secret text)")
+    pg_gov.audit.enable("public.vault")
+    sql(pg_dsn, "INSERT INTO public.vault VALUES (1, 'gold')")
+    # rows logged by hand under a table's name are that table's, also after a rename
+    sql(pg_dsn, "CREATE TABLE public.ledger2 (id int PRIMARY KEY)")
+    pg_gov.audit.log_operation("public.ledger2", "1", "CREATE", after_data={"secret": "x"})
+    sql(pg_dsn, "ALTER TABLE public.ledger2 RENAME TO ledger3")
+    with as_app(pg_dsn) as app:
+        with pytest.raises(AuthorityViolationError):
+            app.audit.history("public.ledger2", "1")
+        # a table of one's own cannot take the name of one the caller may not read
+        with app.transaction() as tx:
+            tx.execute("CREATE TEMP TABLE mine (id int PRIMARY KEY)")
+            with pytest.raises(AuthorityViolationError) as info:
+                app.audit.enable("pg_temp.mine", model_name="public.vault", conn=tx)
+            assert info.value.context["model_name"] == "public.vault"
+        # nor can the governance schema's own history be written by the application
+        with pytest.raises(AuthorityViolationError):
+            app.audit.log_operation("governance.quarantine_record", "1", "UPDATE")
+    sql(pg_dsn, "DROP TABLE public.vault")  # gone: nobody's privilege can be checked any more
+    with as_app(pg_dsn) as app, pytest.raises(AuthorityViolationError):
+        app.audit.history("public.vault", 1)
+    assert pg_gov.audit.history("public.vault", 1)[0].after_data == {"id": 1, "secret": "gold"}
+
+
 # --- the planner uses the indexes ------------------------------------------------------------
 
 

@@ -145,15 +145,26 @@ def _migrate_up_to(dsn: str, last: str) -> None:
 def test_quarantine_keys_migration_keeps_records_and_their_rules(empty_pg_dsn: str) -> None:
     _migrate_up_to(empty_pg_dsn, "0006_stock")
     long_model = "é" * 255  # 510 bytes, 255 characters: allowed before and after
+    # Records as 0006's schema holds them (written directly: today's functions expect the
+    # tables of later migrations).
+    with psycopg.connect(empty_pg_dsn, autocommit=True) as conn:
+        before = [
+            conn.execute(
+                "INSERT INTO governance.quarantine_record"
+                " (model_name, object_id, corruption_type, reason, status, resolution,"
+                " resolution_notes, resolved_at)"
+                " VALUES (%s, %s, 'OTHER', 'before', %s, %s, %s, %s) RETURNING id",
+                (model, object_id, *resolved),
+            ).fetchone()[0]  # type: ignore[index]
+            for model, object_id, resolved in (
+                ("public.ledger", "7", ("QUARANTINED", None, None, None)),
+                (long_model, "ünï", ("QUARANTINED", None, None, None)),
+                ("public.ledger", "8", ("RESOLVED", "FALSE_POSITIVE", "checked", "now")),
+            )
+        ]
     gov = pygov.connect(empty_pg_dsn, pool_min_size=0)
     try:
         with gov.context(user="root", superuser=True):
-            before = [
-                gov.quarantine.quarantine_data("public.ledger", "7", "OTHER", "before"),
-                gov.quarantine.quarantine_data(long_model, "ünï", "OTHER", "before"),
-                gov.quarantine.quarantine_data("public.ledger", "8", "OTHER", "before"),
-            ]
-            gov.quarantine.resolve(before[2], "checked", "FALSE_POSITIVE")
             assert gov.migrate().applied == ["0007_quarantine_keys", "0008_model_sources"]
             # The open records are still the open records: quarantining again finds them.
             assert gov.quarantine.quarantine_data("public.ledger", "7", "OTHER", "x") == before[0]

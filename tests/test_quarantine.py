@@ -1111,3 +1111,23 @@ def test_a_session_temp_table_named_like_the_scanners_is_a_clear_error(
         conn.execute("DROP TABLE governance_scan")
         count = conn.execute("SELECT governance.scan_negative('bin', 'qty')").fetchone()
         assert count == (1,)
+
+
+def test_object_at_decides_from_the_record_whose_snapshot_it_hides(
+    pg_gov: pygov.Governance, pg_dsn: str, app_role: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE wage (id int PRIMARY KEY, amount int)")
+    record_id = pg_gov.quarantine.quarantine_data(
+        "public.wage", 1, "OTHER", "typed in", data={"id": 1, "amount": -5}
+    )
+    # an UPDATE row that claims another model (only an admin can write one) changes nothing
+    pg_gov.audit.log_operation(
+        "governance.quarantine_record", str(record_id), "UPDATE", after_data={"model_name": "x"}
+    )
+    app = _as_role(pg_dsn, app_role)
+    try:
+        state = app.audit.object_at("governance.quarantine_record", record_id, datetime.now(UTC))
+        assert state["model_name"] == "x" and "original_data" not in state
+    finally:
+        app.close()
