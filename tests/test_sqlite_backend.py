@@ -181,3 +181,15 @@ def test_guard_refuses_insert_or_replace_of_a_quarantined_row(
         ]
     finally:
         app.close()
+
+
+def test_only_admins_log_models_of_the_governance_schema(sqlite_gov: pygov.Governance) -> None:
+    from pygov.errors import AuthorityViolationError
+
+    with pytest.raises(AuthorityViolationError):
+        sqlite_gov.audit.log_operation("governance.quarantine_record", "1", "UPDATE")
+    assert sqlite_gov.audit.history("governance.quarantine_record", "1") == []
+    sqlite_gov.audit.log_operation("ledger.Entry", "1", "CREATE")  # an application's own model
+    with sqlite_gov.context(superuser=True):
+        sqlite_gov.audit.log_operation("governance.quarantine_record", "1", "UPDATE")
+    assert len(sqlite_gov.audit.history("governance.quarantine_record", "1")) == 1

@@ -117,6 +117,8 @@ def write_audit(
 def log_operation(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
     model, object_id, operation, service, before_json, after_json, extra_json, _ctx = args
     check_text("model_name", model, 255, True)
+    if model.startswith("governance."):  # written by the governance functions only, as on PG
+        _require_superuser(conn, "logging a model of the governance schema")
     new_id = write_audit(
         conn,
         model,
