@@ -197,6 +197,27 @@ BEGIN
 END
 $$;
 
+-- governance._require_own_model(model_name): GV001 when a caller other than an admin names a
+-- model of the governance schema. Its history is written by the governance functions only: a
+-- forged row could, for one, make object_at of a quarantine record show another state. (Rows
+-- of log_authority_violation and log_admin_access change no object's state: they may name any
+-- model.)
+CREATE OR REPLACE FUNCTION governance._require_own_model(p_model_name text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF starts_with(p_model_name, 'governance.') AND NOT governance.caller_is_admin() THEN
+        PERFORM governance.raise_error('GV001',
+            'models of the governance schema are recorded by the governance functions only',
+            jsonb_build_object('field', 'model_name', 'model_name', p_model_name,
+                               'role', governance.caller_role()));
+    END IF;
+END
+$$;
+
 -- governance.log_operation(model, object_id, operation, service, before, after, extra, ctx):
 -- record an operation explicitly; returns the audit row's id. changed_fields is filled in
 -- when before and after are both JSON objects.
@@ -211,14 +232,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM governance.apply_context(p_context);
-    -- The governance schema's own history is written by its functions (_log_operation): a
-    -- forged row could, for one, make object_at of a quarantine record show its snapshot.
-    IF starts_with(p_model_name, 'governance.') AND NOT governance.caller_is_admin() THEN
-        PERFORM governance.raise_error('GV001',
-            'models of the governance schema are logged by the governance functions only',
-            jsonb_build_object('field', 'model_name', 'model_name', p_model_name,
-                               'role', governance.caller_role()));
-    END IF;
+    PERFORM governance._require_own_model(p_model_name);
     RETURN governance._log_operation(p_model_name, p_object_id, p_operation, p_source_service,
                                      p_before_data, p_after_data, p_extra);
 END
@@ -303,6 +317,7 @@ BEGIN
     PERFORM governance._audit_check_text('gateway', p_gateway, 255, true),
             governance._audit_check_text('model_name', p_model_name, 255, true);
     PERFORM governance._audit_check_extra(p_extra);
+    PERFORM governance._require_own_model(p_model_name);
     RETURN governance._write_audit(p_model_name, p_object_id, p_operation, p_gateway,
         NULL, NULL, NULL, coalesce(p_extra, '{}'::jsonb) || jsonb_build_object('gateway', p_gateway));
 END
@@ -519,6 +534,7 @@ BEGIN
     v_qual := format('%I.%I', v_schema, v_class.relname);
     v_model := coalesce(p_model_name, v_schema || '.' || v_class.relname);
     PERFORM governance._audit_check_text('model_name', v_model, 255, true);
+    PERFORM governance._require_own_model(v_model);
     -- A model name of other tables would let this table's readers read their history (see
     -- governance.caller_may_read): only for those who may read it already.
     IF p_model_name IS NOT NULL AND NOT governance.caller_is_admin()
@@ -564,7 +580,8 @@ BEGIN
        SET model_name = excluded.model_name, key_columns = excluded.key_columns,
            ignore_columns = excluded.ignore_columns, enabled_at = clock_timestamp(),
            enabled_by = excluded.enabled_by;
-    INSERT INTO governance.model_source (model_name, table_oid) VALUES (v_model, p_table)
+    INSERT INTO governance.model_source (model_name, table_oid)
+    SELECT v_model, p_table WHERE NOT starts_with(v_model, 'governance.')
     ON CONFLICT DO NOTHING;
 
     PERFORM governance._audit_drop_triggers(p_table);
@@ -652,6 +669,7 @@ BEGIN
     INSERT INTO governance.model_source (model_name, table_oid)
     SELECT p_model_name, t.oid FROM governance._model_tables(p_model_name) AS t(oid)
      WHERE t.oid IN (SELECT c.oid FROM pg_class c WHERE c.relkind IN ('r', 'p'))
+       AND NOT starts_with(p_model_name, 'governance.')
     ON CONFLICT DO NOTHING;
 END
 $$;
@@ -706,6 +724,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- The governance schema's models are read through its functions (which hide what they
+    -- must); no table of an application's can stand for one.
+    IF starts_with(p_model_name, 'governance.') THEN
+        RETURN true;
+    END IF;
     RETURN (
     WITH recorded AS (
         SELECT s.table_oid AS oid FROM governance.model_source s

@@ -378,9 +378,20 @@ def test_model_names_cannot_be_borrowed_or_forged_to_read_history(
             with pytest.raises(AuthorityViolationError) as info:
                 app.audit.enable("pg_temp.mine", model_name="public.vault", conn=tx)
             assert info.value.context["model_name"] == "public.vault"
-        # nor can the governance schema's own history be written by the application
-        with pytest.raises(AuthorityViolationError):
-            app.audit.log_operation("governance.quarantine_record", "1", "UPDATE")
+        # nor can the governance schema's own history be written by the application, nor
+        # a table of its own stand for a governance model
+        model = "governance.quarantine_record"
+        with app.transaction() as tx:
+            tx.execute("CREATE TEMP TABLE fake (id int PRIMARY KEY)")
+            for forge in (
+                lambda: app.audit.log_operation(model, "1", "UPDATE", conn=tx),
+                lambda: app.audit.log_gateway_operation("gw", model, "1", "DELETE", conn=tx),
+                lambda: app.audit.enable("pg_temp.fake", model_name=model, conn=tx),
+            ):
+                tx.execute("SAVEPOINT forge")
+                with pytest.raises(AuthorityViolationError):
+                    forge()
+                tx.execute("ROLLBACK TO SAVEPOINT forge")
     sql(pg_dsn, "DROP TABLE public.vault")  # gone: nobody's privilege can be checked any more
     with as_app(pg_dsn) as app, pytest.raises(AuthorityViolationError):
         app.audit.history("public.vault", 1)

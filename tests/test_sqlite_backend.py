@@ -183,12 +183,22 @@ def test_guard_refuses_insert_or_replace_of_a_quarantined_row(
         app.close()
 
 
-def test_only_admins_log_models_of_the_governance_schema(sqlite_gov: pygov.Governance) -> None:
+def test_only_admins_log_models_of_the_governance_schema(
+    sqlite_gov: pygov.Governance, sqlite_path: str
+) -> None:
     from pygov.errors import AuthorityViolationError
 
-    with pytest.raises(AuthorityViolationError):
-        sqlite_gov.audit.log_operation("governance.quarantine_record", "1", "UPDATE")
-    assert sqlite_gov.audit.history("governance.quarantine_record", "1") == []
+    model = "governance.quarantine_record"
+    with sqlite3.connect(sqlite_path) as app:
+        app.execute("CREATE TABLE fake (id INTEGER PRIMARY KEY)")
+    for forge in (
+        lambda: sqlite_gov.audit.log_operation(model, "1", "UPDATE"),
+        lambda: sqlite_gov.audit.log_gateway_operation("gw", model, "1", "DELETE"),
+        lambda: sqlite_gov.audit.enable("fake", model_name=model),
+    ):
+        with pytest.raises(AuthorityViolationError):
+            forge()
+    assert sqlite_gov.audit.history(model, "1") == []
     sqlite_gov.audit.log_operation("ledger.Entry", "1", "CREATE")  # an application's own model
     with sqlite_gov.context(superuser=True):
         sqlite_gov.audit.log_operation("governance.quarantine_record", "1", "UPDATE")

@@ -117,8 +117,7 @@ def write_audit(
 def log_operation(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
     model, object_id, operation, service, before_json, after_json, extra_json, _ctx = args
     check_text("model_name", model, 255, True)
-    if model.startswith("governance."):  # written by the governance functions only, as on PG
-        _require_superuser(conn, "logging a model of the governance schema")
+    _require_own_model(conn, model)
     new_id = write_audit(
         conn,
         model,
@@ -130,6 +129,14 @@ def log_operation(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
         extra=loads(extra_json),
     )
     return [(new_id,)]
+
+
+def _require_own_model(conn: SqliteConnection, model: Any) -> None:
+    """Models of the governance schema are written by the governance functions only (as
+    governance._require_own_model on PostgreSQL); violations and admin accesses, which change
+    no object's state, may name any model."""
+    if isinstance(model, str) and model.startswith("governance."):
+        _require_superuser(conn, "recording a model of the governance schema")
 
 
 def log_authority_violation(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
@@ -161,6 +168,7 @@ def log_gateway_operation(conn: SqliteConnection, args: tuple[Any, ...]) -> list
     gateway, model, object_id, operation, extra_json, _ctx = args
     check_text("gateway", gateway, 255, True)
     check_text("model_name", model, 255, True)
+    _require_own_model(conn, model)
     extra = loads(extra_json)
     _check_extra(extra)
     new_id = write_audit(
@@ -362,6 +370,7 @@ def enable(conn: SqliteConnection, args: tuple[Any, ...]) -> list[Row]:
     keys = list(key_columns) if key_columns is not None else pk
     model = model_name if model_name is not None else table
     check_text("model_name", model, 255, True)
+    _require_own_model(conn, model)
     wanted = trigger_sql(table, model, columns, keys, ignore_list)
     old = conn.execute(
         "SELECT model_name, key_columns, ignore_columns FROM governance_audited_table"
